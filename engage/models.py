@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 from django.db import models
 
 
@@ -53,3 +55,114 @@ class SnowplowAppId(models.Model):
 
     def __str__(self) -> str:
         return self.aid
+
+
+class CampaignStatus(models.TextChoices):
+    DRAFT = "draft", "Draft"
+    SCHEDULED = "scheduled", "Scheduled"
+    LIVE = "live", "Live"
+    PAUSED = "paused", "Paused"
+    ARCHIVED = "archived", "Archived"
+
+
+class TriggerOn(models.TextChoices):
+    PAGE_VIEW = "page_view", "Page view"
+    EVENT = "event", "Event"
+    SESSION_START = "session_start", "Session start"
+    API = "api", "API or push only"
+
+
+class Campaign(models.Model):
+    """What messages and surveys share: audience, trigger and display rules.
+
+    Each campaign kind (messaging.Message, surveys.Survey) is a concrete subclass and
+    registers itself with the targeting engine (engage.campaigns.campaign_kind_register).
+    """
+
+    app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="+")
+    name = models.CharField(max_length=200)
+    status = models.CharField(
+        max_length=16, choices=CampaignStatus.choices, default=CampaignStatus.DRAFT
+    )
+    audience = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='{"segments": [slug, …], "condition": {…}}; empty means everyone in the App.',
+    )
+    trigger = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='{"on": "page_view"|"event"|"session_start"|"api", "event"?, "url"?, '
+        '"delay_seconds"?}',
+    )
+    priority = models.IntegerField(default=0, help_text="Higher shows first.")
+    starts_at = models.DateTimeField(null=True, blank=True)
+    ends_at = models.DateTimeField(null=True, blank=True)
+    sample_percent = models.DecimalField(
+        max_digits=5, decimal_places=2, default=100, help_text="Share of the audience (0–100)."
+    )
+    holdout_percent = models.DecimalField(
+        max_digits=5,
+        decimal_places=2,
+        default=0,
+        help_text="Control group (0–100): recorded but never shown.",
+    )
+    max_impressions = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Times one person may see it; empty means no cap."
+    )
+    recontact_days = models.PositiveIntegerField(
+        default=0, help_text="Not shown to someone who saw any campaign in this many days."
+    )
+    goal_event = models.CharField(max_length=255, blank=True, default="")
+    goal_window_days = models.PositiveIntegerField(
+        default=14, help_text="A goal event counts as a conversion this long after exposure."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    published_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        abstract = True
+        ordering = ["-priority", "id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Delivery(models.Model):
+    """One exposure of one campaign to one person, and what the person did with it.
+
+    A holdout delivery records that the person was in the control group: it is never shown.
+    Its id is a UUID because browsers report on it with the public key.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="deliveries")
+    person = models.ForeignKey(
+        "segments.Person", on_delete=models.CASCADE, related_name="deliveries"
+    )
+    kind = models.CharField(max_length=32)
+    campaign_id = models.BigIntegerField()
+    variant = models.CharField(max_length=64, blank=True, default="")
+    holdout = models.BooleanField(default=False)
+    is_test = models.BooleanField(default=False)
+    context = models.JSONField(default=dict, blank=True)
+    decided_at = models.DateTimeField()
+    shown_at = models.DateTimeField(null=True, blank=True)
+    clicked_at = models.DateTimeField(null=True, blank=True)
+    clicked_button = models.CharField(max_length=200, blank=True, default="")
+    dismissed_at = models.DateTimeField(null=True, blank=True)
+    converted_at = models.DateTimeField(null=True, blank=True)
+    answered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-decided_at", "-id"]
+        indexes = [
+            models.Index(fields=["person", "kind", "campaign_id"], name="delivery_person_campaign"),
+            models.Index(fields=["kind", "campaign_id", "variant"], name="delivery_campaign"),
+            models.Index(fields=["person", "shown_at"], name="delivery_person_shown"),
+        ]
+        verbose_name_plural = "deliveries"
+
+    def __str__(self) -> str:
+        return f"{self.kind} #{self.campaign_id} → person {self.person_id}"

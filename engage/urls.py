@@ -13,4 +13,6 @@ urlpatterns = [
     re_path(r"^api/schema/?$", SpectacularAPIView.as_view(), name="schema"),
     re_path(r"^api/docs/?$", SpectacularRedocView.as_view(url_name="schema"), name="api-docs"),
     path("", include("segments.urls")),
+    path("", include("engage.api.urls")),
+    path("", include("messaging.urls")),
 ]

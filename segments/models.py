@@ -141,3 +141,24 @@ class BadEvent(models.Model):
 
     def __str__(self) -> str:
         return self.reason
+
+
+class Segment(models.Model):
+    """A named group of people of an App, defined by a condition (DESIGN.md's language)."""
+
+    app = models.ForeignKey("engage.App", on_delete=models.CASCADE, related_name="segments")
+    slug = models.SlugField(max_length=100)
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True, default="")
+    condition = models.JSONField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["app", "slug"], name="segment_unique_slug_per_app")
+        ]
+
+    def __str__(self) -> str:
+        return self.name

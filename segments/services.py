@@ -401,3 +401,35 @@ def person_identify(
             if attempt == 2:
                 raise
     raise AssertionError("unreachable")
+
+
+def person_resolve(
+    *, app: App, user_id: str | None, anonymous_id: str | None, create: bool
+) -> Person | None:
+    """The person these ids name, linking them as an event would; None if unknown and not
+    `create`. Creating is idempotent under concurrency (a lost race reads the winner's row)."""
+    user_id, anonymous_id = _clean_id(user_id), _clean_id(anonymous_id)
+    if not user_id and not anonymous_id:
+        return None
+    if not create:
+        if user_id:
+            found = Person.objects.filter(app=app, user_id=user_id).first()
+            if found is not None or not anonymous_id:
+                return found
+        alias = (
+            AnonymousId.objects.filter(app=app, anonymous_id=anonymous_id)
+            .select_related("person")
+            .first()
+        )
+        return alias.person if alias else None
+    now = timezone.now()
+    for attempt in range(3):
+        try:
+            with transaction.atomic():
+                people = _People(app, now)
+                people.load([(user_id, anonymous_id)])
+                return people.resolve(user_id, anonymous_id)
+        except IntegrityError:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
