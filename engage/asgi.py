@@ -1,6 +1,7 @@
 """ASGI entry point: HTTP (Django), static files and websockets from one Daphne process."""
 
 import os
+from typing import Any
 
 from django.core.asgi import get_asgi_application
 
@@ -12,7 +13,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from engage.routing import http_routes, websocket_routes  # noqa: E402
 
 
-def _http_app():  # type: ignore[no-untyped-def]
+def _http_app() -> Any:
     # One process serves static files too (the widget), as DESIGN.md promises.
     from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 
@@ -22,7 +23,7 @@ def _http_app():  # type: ignore[no-untyped-def]
     return app
 
 
-def _fallback(app):  # type: ignore[no-untyped-def]
+def _fallback(app: Any) -> list[Any]:
     from django.urls import re_path
 
     return [re_path(r"", app)]

@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 from django.core.cache import cache
@@ -72,7 +73,7 @@ def campaign_get_for_app(*, app: App, kind: str, campaign_id: Any) -> Campaign:
     """The App's campaign of this kind and id; NotFound for another App's or an unknown one."""
     model = campaign_kind_get(kind).model
     try:
-        campaign = model.objects.filter(app=app, pk=int(campaign_id)).first()
+        campaign = model._default_manager.filter(app=app, pk=int(campaign_id)).first()
     except (TypeError, ValueError):
         campaign = None
     if campaign is None:
@@ -89,7 +90,11 @@ def campaigns_version(app_id: int) -> int:
 
 
 def campaigns_changed(app_id: int) -> None:
-    """Invalidate every process's compiled campaigns of the App, after commit."""
+    """Invalidate every process's compiled campaigns of the App: now, and again after commit.
+
+    The first bump makes this transaction's own later decisions see the change; the one after
+    commit makes sure no process keeps rules it compiled from data read before the commit.
+    """
 
     def bump() -> None:
         key = f"engage:campaigns:v:{app_id}"
@@ -98,14 +103,18 @@ def campaigns_changed(app_id: int) -> None:
         except ValueError:
             cache.set(key, 2, timeout=None)
 
+    bump()
     transaction.on_commit(bump)
 
 
 # --- validation -------------------------------------------------------------------------------
 
 
-def _path_errors(prefix: str, exc: ConditionInvalid) -> list[str]:
-    return [f"{prefix}.{e.path}: {e.message}" if e.path else f"{prefix}: {e.message}" for e in exc.errors]
+def _path_errors(prefix: str, exc: ConditionInvalid) -> list[dict[str, str]]:
+    return [
+        {"path": f"{prefix}.{e.path}" if e.path else prefix, "message": e.message}
+        for e in exc.errors
+    ]
 
 
 def audience_validate(*, app: App, audience: Any) -> dict[str, Any]:
@@ -136,9 +145,11 @@ def audience_validate(*, app: App, audience: Any) -> dict[str, Any]:
         try:
             parse_condition(condition, allow_context=True)
         except ConditionInvalid as exc:
-            messages = _path_errors("audience.condition", exc)
+            found = _path_errors("audience.condition", exc)
             raise errors.InvalidInput(
-                messages[0], code="invalid_condition", details={"errors": messages}
+                "; ".join(f"{e['path']}: {e['message']}" for e in found),
+                code="invalid_condition",
+                details=found,
             ) from exc
         clean["condition"] = condition
     return clean
@@ -227,7 +238,7 @@ def _transition(campaign: Campaign, to: str) -> None:
     current = campaign.status
     if to not in TRANSITIONS[current]:
         raise errors.InvalidInput(
-            f'status: a {current} campaign cannot become {to}', code="invalid_transition"
+            f"status: a {current} campaign cannot become {to}", code="invalid_transition"
         )
     campaign.status = to
 
@@ -285,7 +296,7 @@ def _changed(campaign: Campaign) -> None:
     kind = campaign_kind_of(campaign).name
     status = campaign.status
     for listener in list(_status_listeners):
-        transaction.on_commit(lambda listener=listener: listener(kind, campaign, status))
+        transaction.on_commit(partial(listener, kind, campaign, status))
 
 
 @transaction.atomic
@@ -298,7 +309,7 @@ def campaigns_schedule_tick(*, now: datetime | None = None) -> int:
     now = now or timezone.now()
     changed = 0
     for kind in campaign_kinds():
-        for campaign in kind.model.objects.select_for_update().filter(
+        for campaign in kind.model._default_manager.select_for_update().filter(
             status=CampaignStatus.SCHEDULED, starts_at__lte=now
         ):
             if campaign.ends_at and campaign.ends_at <= now:
@@ -309,7 +320,7 @@ def campaigns_schedule_tick(*, now: datetime | None = None) -> int:
             campaign.save(update_fields=["status", "published_at", "updated_at"])
             _changed(campaign)
             changed += 1
-        for campaign in kind.model.objects.select_for_update().filter(
+        for campaign in kind.model._default_manager.select_for_update().filter(
             status=CampaignStatus.LIVE, ends_at__lte=now
         ):
             campaign.status = CampaignStatus.ARCHIVED
@@ -394,3 +405,15 @@ def campaign_delete(*, campaign: Campaign) -> None:
         )
     campaign.delete()
     campaigns_changed(campaign.app_id)
+
+
+def campaigns_using_segment(app: App, slug: str) -> list[str]:
+    """Descriptions of the App's campaigns (not archived) whose audience names the segment."""
+    users = []
+    for kind in campaign_kinds():
+        for campaign in kind.model._default_manager.filter(app=app).exclude(
+            status=CampaignStatus.ARCHIVED
+        ):
+            if slug in ((campaign.audience or {}).get("segments") or []):
+                users.append(f'{kind.name} "{campaign.name}" (#{campaign.pk})')
+    return users

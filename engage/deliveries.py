@@ -6,6 +6,7 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from django.db import transaction
@@ -57,9 +58,7 @@ def targeting_evaluate(
     """
     if not user_id and not anonymous_id:
         raise errors.InvalidInput("user_id: give a user_id or an anonymous_id")
-    person = person_resolve(
-        app=app, user_id=user_id, anonymous_id=anonymous_id, create=not dry_run
-    )
+    person = person_resolve(app=app, user_id=user_id, anonymous_id=anonymous_id, create=not dry_run)
     if person is not None and attributes and not dry_run:
         person.attributes = {**person.attributes, **attributes}
         person.save(update_fields=["attributes"])
@@ -79,7 +78,7 @@ def targeting_evaluate(
 
 # Told after commit when a delivery is shown, clicked, dismissed or converted (webhooks,
 # analytics): (delivery, type).
-DeliveryListener = Callable[[Delivery, str], None]
+DeliveryListener = Callable[[Delivery, str], object]
 _delivery_listeners: list[DeliveryListener] = []
 
 
@@ -90,7 +89,7 @@ def delivery_listener_register(listener: DeliveryListener) -> None:
 
 def _tell(delivery: Delivery, type_: str) -> None:
     for listener in list(_delivery_listeners):
-        transaction.on_commit(lambda listener=listener: listener(delivery, type_))
+        transaction.on_commit(partial(listener, delivery, type_))
 
 
 def delivery_get_for_app(*, app: App, delivery_id: Any) -> Delivery:
@@ -108,7 +107,7 @@ def delivery_event_record(
     *,
     app: App,
     delivery_id: Any,
-    type: str,  # noqa: A002 - the wire name
+    type: str,
     button: str | None = None,
     person: Person | None = None,
     at: datetime | None = None,

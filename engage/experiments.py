@@ -107,7 +107,14 @@ def campaign_results(*, kind: str, campaign_id: int, variants: list[str]) -> dic
             continue
         counts = by_variant.setdefault(
             row["variant"],
-            {"eligible": 0, "shown": 0, "clicked": 0, "dismissed": 0, "converted": 0, "answered": 0},
+            {
+                "eligible": 0,
+                "shown": 0,
+                "clicked": 0,
+                "dismissed": 0,
+                "converted": 0,
+                "answered": 0,
+            },
         )
         for key in counts:
             counts[key] += row[key]

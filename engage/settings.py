@@ -5,6 +5,8 @@ SQLite, the in-memory channel layer and eager Celery when nothing is set.
 `.env.example` lists every variable.
 """
 
+import os
+import tempfile
 from pathlib import Path
 
 import environ
@@ -92,8 +94,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         }
     )
     DATABASES["default"]["CONN_MAX_AGE"] = 0
-    # A file, not memory, so that live-server tests can share the test database with Daphne.
-    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "test_engage.sqlite3")}
+    # A file, not memory, so that live-server tests can share the test database with Daphne;
+    # one per test run, so that runs side by side do not share it.
+    DATABASES["default"]["TEST"] = {
+        "NAME": str(Path(tempfile.gettempdir()) / f"engage-test-{os.getpid()}.sqlite3")
+    }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env.str("REDIS_URL", default="")
@@ -195,3 +200,4 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="WARNING")},
 }
+FORMS_URLFIELD_ASSUME_HTTPS = True

@@ -22,8 +22,16 @@ from django.utils import timezone
 
 from engage.campaigns import campaign_kind_get, campaign_kinds, campaigns_version
 from engage.models import App, CampaignStatus, Delivery, TriggerOn
-from segments.bucketing import bucket
-from segments.conditions import Condition, compile_predicate, parse_condition, person_facts_load
+from segments.bucketing import bucket, variant_pick
+from segments.conditions import (
+    Condition,
+    ConditionInvalid,
+    InMemoryFacts,
+    compile_predicate,
+    condition_event_names,
+    parse_condition,
+    person_facts_load,
+)
 from segments.models import Person, Segment
 
 MODAL = "modal"
@@ -75,6 +83,8 @@ class CompiledApp:
     campaigns: tuple[CompiledCampaign, ...]
     segments: Mapping[str, Condition]
     goal_events: frozenset[str]
+    # Event names any audience or segment counts: the only counters a decision loads.
+    event_names: frozenset[str]
 
 
 _compiled: dict[int, CompiledApp] = {}
@@ -83,10 +93,12 @@ _compile_lock = threading.Lock()
 
 def _bp(percent: Any) -> int:
     """Percent (0–100, two decimals) as basis points of the 0..9999 bucket space."""
-    return int(round(float(percent) * 100))
+    return round(float(percent) * 100)
 
 
-def _compile_campaign(kind_name: str, campaign: Any, segments: Mapping[str, Condition]) -> CompiledCampaign:
+def _compile_campaign(
+    kind_name: str, campaign: Any, segments: Mapping[str, Condition]
+) -> CompiledCampaign:
     kind = campaign_kind_get(kind_name)
     audience = campaign.audience or {}
     parts: list[Any] = [{"segment": slug} for slug in audience.get("segments") or []]
@@ -135,22 +147,31 @@ def compiled_app(app_id: int) -> CompiledApp:
         hit = _compiled.get(app_id)
         if hit is not None and hit.version == version:
             return hit
-        segments = {
-            s.slug: parse_condition(s.condition)
-            for s in Segment.objects.filter(app_id=app_id).only("slug", "condition")
-        }
+        segments: dict[str, Condition] = {}
+        for slug, raw in Segment.objects.filter(app_id=app_id).values_list("slug", "condition"):
+            try:
+                segments[slug] = parse_condition(raw)
+            except ConditionInvalid:
+                continue  # saved before a rule tightened: it matches nobody until fixed
         campaigns = []
         for kind in campaign_kinds():
-            for campaign in kind.model.objects.filter(
+            for campaign in kind.model._default_manager.filter(
                 app_id=app_id, status__in=[CampaignStatus.LIVE, CampaignStatus.SCHEDULED]
             ):
                 campaigns.append(_compile_campaign(kind.name, campaign, segments))
         campaigns.sort(key=lambda c: (-c.priority, c.kind, c.id))
+        event_names: set[str] = set()
+        for condition in segments.values():
+            event_names |= condition_event_names(condition)
+        for c in campaigns:
+            if c.audience_condition is not None:
+                event_names |= condition_event_names(c.audience_condition)
         compiled = CompiledApp(
             version=version,
             campaigns=tuple(campaigns),
             segments=segments,
             goal_events=frozenset(c.goal_event for c in campaigns if c.goal_event),
+            event_names=frozenset(event_names),
         )
         _compiled[app_id] = compiled
         return compiled
@@ -402,14 +423,25 @@ def situation_build(
 ) -> Situation:
     now = now or timezone.now()
     compiled = compiled_app(app.pk)
-    facts = person_facts_load(
-        person,
-        now=now,
-        context=moment.context(),
-        segment_resolver=compiled.segments.get,
-    )
-    if attributes:
-        facts = replace(facts, attributes={**facts.attributes, **attributes})
+    facts: Any
+    if person is not None and person.pk is not None:
+        facts = person_facts_load(
+            person,
+            now=now,
+            context=moment.context(),
+            segment_resolver=compiled.segments.get,
+            event_names=compiled.event_names,
+        )
+        if attributes:
+            facts = replace(facts, attributes={**facts.attributes, **attributes})
+    else:
+        # A newcomer Engage has never seen: no history, only what the caller tells.
+        facts = InMemoryFacts(
+            attributes=dict(attributes or {}),
+            now=now,
+            context=moment.context(),
+            segments=compiled.segments.get,
+        )
     return Situation(
         app=app,
         person=person,
@@ -453,14 +485,8 @@ def decide(situation: Situation, campaigns: tuple[CompiledCampaign, ...]) -> lis
 def _variant(app: App, c: CompiledCampaign, key: str) -> str:
     if len(c.variants) == 1:
         return c.variants[0][0]
-    total = sum(w for _, w in c.variants)
-    point = bucket(app_id=app.pk, salt=f"{c.kind}:{c.id}:variant", person_key=key) * total / 10_000
-    acc = 0.0
-    for name, weight in c.variants:
-        acc += weight
-        if point < acc:
-            return name
-    return c.variants[-1][0]
+    b = bucket(app_id=app.pk, salt=f"{c.kind}:{c.id}:variant", person_key=key)
+    return variant_pick(b, c.variants)
 
 
 def items_for(

@@ -47,7 +47,7 @@ def _url_safe(url: str) -> bool:
 def content_validate(content: Any, *, path: str = "content") -> dict[str, Any]:
     """A clean `{locale: {"title", "body", "buttons"}}`; 400 naming the bad field."""
     if not isinstance(content, dict) or not content:
-        raise errors.InvalidInput(f"{path}: needs at least one locale, e.g. {{\"en\": {{…}}}}")
+        raise errors.InvalidInput(f'{path}: needs at least one locale, e.g. {{"en": {{…}}}}')
     clean: dict[str, Any] = {}
     for locale, entry in content.items():
         where = f"{path}.{locale}"

@@ -1,8 +1,7 @@
-from rest_framework.routers import SimpleRouter
-
+from engage.api.routers import OptionalSlashRouter
 from messaging.api.views import MessageViewSet
 
-router = SimpleRouter(trailing_slash="/?")
+router = OptionalSlashRouter()
 router.register("api/v1/messages", MessageViewSet, basename="message")
 
 urlpatterns = router.urls

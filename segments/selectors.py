@@ -7,11 +7,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 
 from engage import errors
 from engage.models import App
-from segments.models import BadEvent, Event, Person
+from segments.models import BadEvent, Event, Person, Segment
 
 RECENT_EVENTS = 50
 
@@ -165,3 +165,90 @@ def debug_events_list(
             )
     rows.sort(key=lambda r: r.sort_key, reverse=True)
     return rows[:limit]
+
+
+# --- segments ---------------------------------------------------------------------------------
+
+
+def segment_get_for_app(*, app: App, slug: str) -> Segment:
+    segment = Segment.objects.filter(app=app, slug=slug).first()
+    if segment is None:
+        raise errors.NotFound(f'No segment "{slug}" in this App.')
+    return segment
+
+
+def segment_resolver_for_app(app: App) -> Callable[[str], Any]:
+    """slug → parsed condition of the App's segments, loaded once (for both compilers)."""
+    from segments.conditions import parse_condition
+
+    conditions: dict[str, Any] = {}
+    for slug, condition in Segment.objects.filter(app=app).values_list("slug", "condition"):
+        try:
+            conditions[slug] = parse_condition(condition)
+        except errors.InvalidInput:
+            continue
+    return conditions.get
+
+
+@dataclass(frozen=True)
+class Preview:
+    count: int
+    sample: list[Person]
+    took_ms: float
+
+
+def segment_preview(
+    *, app: App, condition: Any, sample_size: int = 10, now: datetime | None = None
+) -> Preview:
+    """How many people of the App match a condition now, and a few of them (newest seen).
+
+    Validates the condition first (400 with every path-named error). Two queries: a count
+    and a sample; `took_ms` covers both.
+    """
+    import time
+
+    from django.utils import timezone
+
+    from segments.conditions import condition_people, parse_condition
+
+    parsed = parse_condition(condition)
+    started = time.perf_counter()
+    people = condition_people(
+        parsed,
+        app=app,
+        now=now or timezone.now(),
+        segment_resolver=segment_resolver_for_app(app),
+    )
+    count = people.count()
+    sample = list(people.order_by("-last_seen", "-id")[:sample_size]) if count else []
+    return Preview(count=count, sample=sample, took_ms=(time.perf_counter() - started) * 1000)
+
+
+def segment_members(*, segment: Segment, now: datetime | None = None) -> QuerySet[Person]:
+    """The people in a segment now, as a lazy queryset (for pagination)."""
+    from django.utils import timezone
+
+    from segments.conditions import condition_people, parse_condition
+
+    return condition_people(
+        parse_condition(segment.condition),
+        app=segment.app,
+        now=now or timezone.now(),
+        segment_resolver=segment_resolver_for_app(segment.app),
+    )
+
+
+def person_segments(person: Person) -> list[str]:
+    """Slugs of the App's segments this person is in now (the people API's `segments`)."""
+    from django.utils import timezone
+
+    from segments.conditions import compile_predicate, person_facts_load
+
+    resolver = segment_resolver_for_app(person.app)
+    facts = person_facts_load(person, now=timezone.now(), segment_resolver=resolver)
+    slugs = []
+    for slug in Segment.objects.filter(app_id=person.app_id).values_list("slug", flat=True):
+        condition = resolver(slug)
+        if condition is not None and compile_predicate(condition)(facts):
+            slugs.append(slug)
+    return sorted(slugs)

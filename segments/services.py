@@ -13,13 +13,22 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from engage.models import App
-from segments.models import AnonymousId, BadEvent, Event, EventDailyCount, EventSource, Person
+from segments.models import (
+    AnonymousId,
+    BadEvent,
+    Event,
+    EventDailyCount,
+    EventSource,
+    Person,
+    Segment,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +73,7 @@ class IngestResult:
 
 # Called after commit with (app, stored events): the targeting engine registers here to push
 # event-triggered campaigns (segments never imports it).
-EventsListener = Callable[[App, list[StoredEvent]], None]
+EventsListener = Callable[[App, list[StoredEvent]], object]
 _events_listeners: list[EventsListener] = []
 
 
@@ -81,10 +90,21 @@ def _notify(app: App, stored: list[StoredEvent]) -> None:
             logger.exception("events listener %r failed", listener)
 
 
+def _nul_free(value: Any) -> Any:
+    """The value with NUL characters replaced: PostgreSQL's text and jsonb refuse them."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd") if "\x00" in value else value
+    if isinstance(value, dict):
+        return {_nul_free(k): _nul_free(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_nul_free(v) for v in value]
+    return value
+
+
 def _clean_id(value: Any) -> str | None:
     if value is None:
         return None
-    text = str(value).strip()
+    text = _nul_free(str(value)).strip()
     return text[:MAX_ID_LENGTH] or None
 
 
@@ -183,9 +203,10 @@ def person_merge(*, source: Person, target: Person) -> None:
     for relation in Person._meta.related_objects:
         if relation.related_model is EventDailyCount or not relation.one_to_many:
             continue
-        relation.related_model._base_manager.filter(  # type: ignore[attr-defined]
-            **{relation.field.name: source}
-        ).update(**{relation.field.name: target})
+        model: Any = relation.related_model
+        model._base_manager.filter(**{relation.field.name: source}).update(
+            **{relation.field.name: target}
+        )
     target.attributes = {**(source.attributes or {}), **(target.attributes or {})}
     target.first_seen = min(source.first_seen, target.first_seen)
     target.last_seen = max(source.last_seen, target.last_seen)
@@ -243,8 +264,8 @@ def bad_event_record(
     return BadEvent.objects.create(
         app=app,
         source=source,
-        reason=reason[:500],
-        raw=raw,
+        reason=_nul_free(reason[:500]),
+        raw=_nul_free(raw),
         received_at=received_at or timezone.now(),
     )
 
@@ -257,9 +278,8 @@ def _ingest_once(
     dedup_ids = [e.dedup_id for e in events if e.dedup_id]
     seen: set[str] = set()
     if dedup_ids:
-        seen = set(
-            Event.objects.filter(app=app, dedup_id__in=dedup_ids).values_list("dedup_id", flat=True)
-        )
+        existing = Event.objects.filter(app=app, dedup_id__in=dedup_ids)
+        seen = {d for d in existing.values_list("dedup_id", flat=True) if d is not None}
     people = _People(app, received_at)
     people.load(pairs)
     rows: list[Event] = []
@@ -275,20 +295,20 @@ def _ingest_once(
             seen.add(dedup_id)
         person = people.resolve(user_id, anonymous_id)
         if event.attributes:
-            person.attributes = {**person.attributes, **event.attributes}
+            person.attributes = {**person.attributes, **_nul_free(event.attributes)}
             with_attributes.append(person)
         rows.append(
             Event(
                 app=app,
                 person=person,
-                name=event.name.strip(),
-                properties=event.properties,
-                contexts=event.contexts,
+                name=_nul_free(event.name.strip()),
+                properties=_nul_free(event.properties),
+                contexts=_nul_free(event.contexts),
                 timestamp=_stamp(event, received_at),
                 received_at=received_at,
                 source=source,
-                dedup_id=dedup_id,
-                raw=event.raw,
+                dedup_id=_nul_free(dedup_id),
+                raw=_nul_free(event.raw),
             )
         )
     # A person merged away during this batch: its events go to the one it merged into.
@@ -392,7 +412,7 @@ def person_identify(
                     if value is None:
                         merged.pop(key, None)
                     else:
-                        merged[key] = value
+                        merged[_nul_free(key)] = _nul_free(value)
                 person.attributes = merged
                 person.last_seen = max(person.last_seen, now)
                 person.save(update_fields=["attributes", "last_seen"])
@@ -433,3 +453,126 @@ def person_resolve(
             if attempt == 2:
                 raise
     raise AssertionError("unreachable")
+
+
+# --- segments ---------------------------------------------------------------------------------
+
+# Told after commit when a segment of an App changes (the targeting engine recompiles).
+SegmentsListener = Callable[[int], None]
+# Words the segments API uses in its own paths.
+RESERVED_SLUGS = frozenset({"preview"})
+_segments_listeners: list[SegmentsListener] = []
+# Asked before a segment is deleted: (app, slug) -> descriptions of what still uses it.
+SegmentUsage = Callable[[App, str], list[str]]
+_segment_usages: list[SegmentUsage] = []
+
+
+def segments_listener_register(listener: SegmentsListener) -> None:
+    if listener not in _segments_listeners:
+        _segments_listeners.append(listener)
+
+
+def segment_usage_register(usage: SegmentUsage) -> None:
+    if usage not in _segment_usages:
+        _segment_usages.append(usage)
+
+
+def _segments_changed(app_id: int) -> None:
+    for listener in list(_segments_listeners):
+        transaction.on_commit(partial(listener, app_id))
+
+
+def _segment_condition_check(*, app: App, slug: str, condition: Any) -> None:
+    """Validate a segment condition: parse it (400 with every path-named error), every
+    referenced segment exists, and no chain of references leads back to `slug`."""
+    from engage import errors
+    from segments.conditions import condition_segments, parse_condition
+
+    parsed = parse_condition(condition)
+    graph: dict[str, set[str]] = {}
+    for other in Segment.objects.filter(app=app).exclude(slug=slug):
+        try:
+            graph[other.slug] = condition_segments(parse_condition(other.condition))
+        except errors.InvalidInput:
+            graph[other.slug] = set()
+    graph[slug] = condition_segments(parsed)
+    missing = sorted(s for s in graph[slug] if s not in graph)
+    if missing:
+        raise errors.InvalidInput(
+            f'condition: unknown segment "{missing[0]}"',
+            code="unknown_segment",
+            details={"unknown": missing},
+        )
+    stack: list[tuple[str, list[str]]] = [(s, [slug, s]) for s in graph[slug]]
+    while stack:
+        current, path = stack.pop()
+        if current == slug:
+            raise errors.InvalidInput(
+                f"condition: segments refer to each other in a cycle ({' → '.join(path)})",
+                code="segment_cycle",
+            )
+        for nxt in graph.get(current, ()):
+            if nxt not in path[1:]:
+                stack.append((nxt, [*path, nxt]))
+
+
+@transaction.atomic
+def segment_create(
+    *, app: App, slug: str, name: str, condition: Any, description: str = ""
+) -> Segment:
+    """Create a segment after validating its condition and references (no cycles).
+
+    After: the segment exists; the engine recompiles the App's campaigns after commit.
+    """
+    from engage import errors
+
+    if slug in RESERVED_SLUGS:
+        raise errors.InvalidInput(f'slug: "{slug}" is reserved', code="reserved_slug")
+    if Segment.objects.filter(app=app, slug=slug).exists():
+        raise errors.InvalidInput(f'slug: a segment "{slug}" already exists', code="duplicate")
+    _segment_condition_check(app=app, slug=slug, condition=condition)
+    segment = Segment(app=app, slug=slug, name=name, description=description, condition=condition)
+    segment.full_clean()
+    segment.save()
+    _segments_changed(app.pk)
+    return segment
+
+
+@transaction.atomic
+def segment_update(*, segment: Segment, data: dict[str, Any]) -> Segment:
+    """Change name, description or condition (the slug is the segment's identity)."""
+    if "condition" in data:
+        _segment_condition_check(app=segment.app, slug=segment.slug, condition=data["condition"])
+    for field_name in ("name", "description", "condition"):
+        if field_name in data:
+            setattr(segment, field_name, data[field_name])
+    segment.full_clean()
+    segment.save()
+    _segments_changed(segment.app_id)
+    return segment
+
+
+@transaction.atomic
+def segment_delete(*, segment: Segment) -> None:
+    """Delete a segment nothing uses; 400 naming the segments or campaigns that still do."""
+    from engage import errors
+    from segments.conditions import condition_segments, parse_condition
+
+    users = []
+    for other in Segment.objects.filter(app_id=segment.app_id).exclude(pk=segment.pk):
+        try:
+            if segment.slug in condition_segments(parse_condition(other.condition)):
+                users.append(f'segment "{other.slug}"')
+        except errors.InvalidInput:
+            continue
+    for usage in _segment_usages:
+        users.extend(usage(segment.app, segment.slug))
+    if users:
+        raise errors.InvalidInput(
+            f'slug: "{segment.slug}" is still used by {", ".join(users)}',
+            code="segment_in_use",
+            details={"used_by": users},
+        )
+    app_id = segment.app_id
+    segment.delete()
+    _segments_changed(app_id)

@@ -1,6 +1,11 @@
 from django.urls import re_path
 
+from engage.api.routers import OptionalSlashRouter
 from segments.api import views
+from segments.api.segments import SegmentViewSet
+
+router = OptionalSlashRouter()
+router.register("api/v1/segments", SegmentViewSet, basename="segment")
 
 urlpatterns = [
     re_path(r"^i/?$", views.collector, name="collector-pixel"),
@@ -9,4 +14,5 @@ urlpatterns = [
     re_path(r"^api/v1/identify/?$", views.IdentifyView.as_view(), name="identify"),
     re_path(r"^api/v1/people/(?P<user_id>[^/]+)/?$", views.PersonView.as_view(), name="person"),
     re_path(r"^api/v1/debug/events/?$", views.DebugEventsView.as_view(), name="debug-events"),
+    *router.urls,
 ]

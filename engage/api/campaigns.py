@@ -75,7 +75,7 @@ class CampaignViewSet(viewsets.ModelViewSet):
 
     def get_queryset(self) -> QuerySet[Any]:
         model = campaign_kind_get(self.kind).model
-        return model.objects.filter(app=request_app(self.request)).order_by("-id")
+        return model._default_manager.filter(app=request_app(self.request)).order_by("-id")
 
     def perform_create(self, serializer: serializers.BaseSerializer) -> None:
         serializer.instance = campaign_create(
@@ -115,4 +115,6 @@ class CampaignViewSet(viewsets.ModelViewSet):
         campaign = self.get_object()
         kind = campaign_kind_get(self.kind)
         variants = [name for name, _ in kind.variants(campaign)]
-        return Response(campaign_results(kind=self.kind, campaign_id=campaign.pk, variants=variants))
+        return Response(
+            campaign_results(kind=self.kind, campaign_id=campaign.pk, variants=variants)
+        )

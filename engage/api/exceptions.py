@@ -63,7 +63,7 @@ def to_engage_error(exc: Exception) -> tuple[errors.EngageError, dict[str, str]]
     if isinstance(exc, drf.NotAcceptable):
         return errors.EngageError(str(exc.detail), code="not_acceptable", status=406), headers
     if isinstance(exc, drf.Throttled):
-        wait = int(exc.wait or 1)
+        wait = int(getattr(exc, "wait", None) or 1)
         headers["Retry-After"] = str(max(wait, 1))
         return errors.EngageError(
             "Too many requests.", code="rate_limited", status=429, details={"retry_after": wait}

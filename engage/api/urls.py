@@ -4,7 +4,9 @@ from engage.api import views
 
 urlpatterns = [
     re_path(r"^api/v1/targeting/evaluate/?$", views.EvaluateView.as_view(), name="evaluate"),
-    re_path(r"^api/v1/widget/campaigns/?$", views.WidgetCampaignsView.as_view(), name="widget-campaigns"),
+    re_path(
+        r"^api/v1/widget/campaigns/?$", views.WidgetCampaignsView.as_view(), name="widget-campaigns"
+    ),
     re_path(
         r"^api/v1/deliveries/(?P<delivery_id>[^/]+)/events/?$",
         views.DeliveryEventsView.as_view(),

@@ -33,7 +33,7 @@ from segments.services import person_resolve
 def _validated(serializer_class: Any, data: Any) -> dict[str, Any]:
     serializer = serializer_class(data=data)
     serializer.is_valid(raise_exception=True)
-    return serializer.validated_data  # type: ignore[no-any-return]
+    return serializer.validated_data
 
 
 def _moment(data: dict[str, Any]) -> Moment:

@@ -6,37 +6,63 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('engage', '0001_initial'),
-        ('segments', '0002_segment'),
+        ("engage", "0001_initial"),
+        ("segments", "0002_segment"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Delivery',
+            name="Delivery",
             fields=[
-                ('id', models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
-                ('kind', models.CharField(max_length=32)),
-                ('campaign_id', models.BigIntegerField()),
-                ('variant', models.CharField(blank=True, default='', max_length=64)),
-                ('holdout', models.BooleanField(default=False)),
-                ('is_test', models.BooleanField(default=False)),
-                ('context', models.JSONField(blank=True, default=dict)),
-                ('decided_at', models.DateTimeField()),
-                ('shown_at', models.DateTimeField(blank=True, null=True)),
-                ('clicked_at', models.DateTimeField(blank=True, null=True)),
-                ('clicked_button', models.CharField(blank=True, default='', max_length=200)),
-                ('dismissed_at', models.DateTimeField(blank=True, null=True)),
-                ('converted_at', models.DateTimeField(blank=True, null=True)),
-                ('answered_at', models.DateTimeField(blank=True, null=True)),
-                ('app', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='deliveries', to='engage.app')),
-                ('person', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='deliveries', to='segments.person')),
+                (
+                    "id",
+                    models.UUIDField(
+                        default=uuid.uuid4, editable=False, primary_key=True, serialize=False
+                    ),
+                ),
+                ("kind", models.CharField(max_length=32)),
+                ("campaign_id", models.BigIntegerField()),
+                ("variant", models.CharField(blank=True, default="", max_length=64)),
+                ("holdout", models.BooleanField(default=False)),
+                ("is_test", models.BooleanField(default=False)),
+                ("context", models.JSONField(blank=True, default=dict)),
+                ("decided_at", models.DateTimeField()),
+                ("shown_at", models.DateTimeField(blank=True, null=True)),
+                ("clicked_at", models.DateTimeField(blank=True, null=True)),
+                ("clicked_button", models.CharField(blank=True, default="", max_length=200)),
+                ("dismissed_at", models.DateTimeField(blank=True, null=True)),
+                ("converted_at", models.DateTimeField(blank=True, null=True)),
+                ("answered_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "app",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="deliveries",
+                        to="engage.app",
+                    ),
+                ),
+                (
+                    "person",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="deliveries",
+                        to="segments.person",
+                    ),
+                ),
             ],
             options={
-                'verbose_name_plural': 'deliveries',
-                'ordering': ['-decided_at', '-id'],
-                'indexes': [models.Index(fields=['person', 'kind', 'campaign_id'], name='delivery_person_campaign'), models.Index(fields=['kind', 'campaign_id', 'variant'], name='delivery_campaign'), models.Index(fields=['person', 'shown_at'], name='delivery_person_shown')],
+                "verbose_name_plural": "deliveries",
+                "ordering": ["-decided_at", "-id"],
+                "indexes": [
+                    models.Index(
+                        fields=["person", "kind", "campaign_id"], name="delivery_person_campaign"
+                    ),
+                    models.Index(
+                        fields=["kind", "campaign_id", "variant"], name="delivery_campaign"
+                    ),
+                    models.Index(fields=["person", "shown_at"], name="delivery_person_shown"),
+                ],
             },
         ),
     ]

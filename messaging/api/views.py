@@ -17,7 +17,12 @@ class MessageSerializer(CampaignSerializer):
 
     class Meta(CampaignSerializer.Meta):
         model = Message
-        fields: ClassVar[list[str]] = [*CampaignSerializer.Meta.fields, "kind", "content", "variants"]
+        fields: ClassVar[list[str]] = [
+            *CampaignSerializer.Meta.fields,
+            "kind",
+            "content",
+            "variants",
+        ]
 
     # The validators raise InvalidInput whose message names the full path
     # ("content.en.buttons[0].url: …"); the exception handler renders it as a 400.

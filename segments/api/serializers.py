@@ -68,7 +68,7 @@ class PersonEventSerializer(serializers.Serializer):
     properties = serializers.JSONField()
     contexts = serializers.JSONField()
     timestamp = serializers.DateTimeField()
-    source = serializers.CharField()
+    source = serializers.CharField()  # type: ignore[assignment]  # a field named "source"
 
 
 class PersonSerializer(serializers.Serializer):
@@ -84,7 +84,7 @@ class PersonSerializer(serializers.Serializer):
 
 class DebugEventSerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=["good", "bad"])
-    source = serializers.CharField()
+    source = serializers.CharField()  # type: ignore[assignment]  # a field named "source"
     received_at = serializers.DateTimeField()
     raw = serializers.JSONField()
     event = serializers.JSONField(required=False)

@@ -86,7 +86,7 @@ class ManagementAPIView(APIView):
 def _validated(serializer_class: Any, data: Any) -> dict[str, Any]:
     serializer = serializer_class(data=data)
     serializer.is_valid(raise_exception=True)
-    return serializer.validated_data  # type: ignore[no-any-return]
+    return serializer.validated_data
 
 
 class EventsView(EngageAPIView):

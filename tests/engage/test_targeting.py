@@ -67,7 +67,9 @@ def test_trigger_moments(app_keys):
     app = app_keys.app
     on_event = message(app, kind="banner", trigger={"on": "event", "event": "export_clicked"})
     on_page = message(
-        app, kind="banner", trigger={"on": "page_view", "url": {"op": "contains", "value": "/reports"}}
+        app,
+        kind="banner",
+        trigger={"on": "page_view", "url": {"op": "contains", "value": "/reports"}},
     )
     on_api = message(app, kind="banner")
     assert shown_ids(app, moment=Moment(event="export_clicked")) == [on_event.pk]
@@ -184,21 +186,28 @@ def test_holdout_people_get_a_holdout_delivery_and_never_see_it(app_keys):
     assert campaign.pk
 
 
-def test_goal_conversion_counted_once_and_only_after_exposure(app_keys):
+def test_goal_conversion_counted_once_and_only_after_exposure(
+    app_keys, django_capture_on_commit_callbacks
+):
     app = app_keys.app
+
+    def ingest_goal() -> None:
+        with django_capture_on_commit_callbacks(execute=True):
+            events_ingest(app=app, events=[EventInput(name="export_completed", user_id="u1")])
+
     campaign = message(app, goal_event="export_completed")
-    events_ingest(app=app, events=[EventInput(name="export_completed", user_id="u1")])
+    ingest_goal()
     shown_ids(app)
     delivery = Delivery.objects.get()
-    events_ingest(app=app, events=[EventInput(name="export_completed", user_id="u1")])
+    ingest_goal()
     delivery.refresh_from_db()
     assert delivery.converted_at is None  # decided but not shown: no exposure yet
     show_all(app)
-    events_ingest(app=app, events=[EventInput(name="export_completed", user_id="u1")])
+    ingest_goal()
     delivery.refresh_from_db()
     first = delivery.converted_at
     assert first is not None
-    events_ingest(app=app, events=[EventInput(name="export_completed", user_id="u1")])
+    ingest_goal()
     delivery.refresh_from_db()
     assert delivery.converted_at == first
     assert campaign.pk
@@ -230,7 +239,9 @@ def test_variants_split_by_weight_and_stay_put(app_keys):
     )
     seen = {}
     for user in map(str, range(200)):
-        item = targeting_evaluate(app=app, user_id=user, anonymous_id=None, moment=Moment()).items[0]
+        item = targeting_evaluate(app=app, user_id=user, anonymous_id=None, moment=Moment()).items[
+            0
+        ]
         seen[user] = item.variant
         if item.variant == "B":
             assert item.content["title"] == "B title"
