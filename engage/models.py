@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from django.db import models
 
@@ -41,6 +42,14 @@ class App(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        super().save(*args, **kwargs)
+        # Keys and settings are cached per process for the ingest path: drop this process's
+        # copy at once; other processes refresh within engage.selectors.APP_CACHE_SECONDS.
+        from engage.selectors import app_cache_clear
+
+        app_cache_clear()
 
 
 class SnowplowAppId(models.Model):
@@ -166,3 +175,6 @@ class Delivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} #{self.campaign_id} → person {self.person_id}"
+
+
+from engage.models_webhooks import WebhookAttempt, WebhookEndpoint, WebhookMessage  # noqa: E402,F401

@@ -139,6 +139,11 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_BACKEND = None
 CELERY_TIMEZONE = "UTC"
+# `celery -A engage worker -B` (or a separate `celery -A engage beat`) runs these.
+CELERY_BEAT_SCHEDULE = {
+    "campaigns-schedule": {"task": "engage.tasks.campaigns_schedule", "schedule": 60.0},
+    "webhooks-send-overdue": {"task": "engage.tasks.webhooks_send_overdue", "schedule": 300.0},
+}
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import Count, Max
 from django.utils import timezone
 
 from engage.campaigns import campaign_kind_get, campaign_kinds, campaigns_version
@@ -187,6 +186,14 @@ def compile_one(kind: str, campaign: Any) -> CompiledCampaign:
 
 
 @dataclass(frozen=True)
+class Pending:
+    """A delivery decided earlier and not shown or dismissed yet: offered again as is."""
+
+    id: Any
+    variant: str
+
+
+@dataclass(frozen=True)
 class Ledger:
     """What a person has been shown so far, across all devices (deliveries are per person)."""
 
@@ -194,41 +201,39 @@ class Ledger:
     last_shown_any: datetime | None
     holdout: frozenset[tuple[str, int]]
     finished: frozenset[tuple[str, int]]
-    pending: Mapping[tuple[str, int], Delivery]
+    pending: Mapping[tuple[str, int], Pending]
 
 
 def ledger_load(person: Person | None) -> Ledger:
+    """The person's ledger from their deliveries, in one query (test deliveries left out)."""
     if person is None or person.pk is None:
         return Ledger({}, None, frozenset(), frozenset(), {})
     rows = (
         Delivery.objects.filter(person=person, is_test=False)
-        .values("kind", "campaign_id", "holdout")
-        .annotate(shown=Count("shown_at"), last=Max("shown_at"), answered=Count("answered_at"))
-    )
+        .order_by("decided_at")
+        .values_list(
+            "id", "kind", "campaign_id", "variant", "holdout", "shown_at", "dismissed_at",
+            "answered_at",
+        )
+    )  # fmt: skip
     shown: dict[tuple[str, int], int] = {}
     holdout: set[tuple[str, int]] = set()
     finished: set[tuple[str, int]] = set()
+    pending: dict[tuple[str, int], Pending] = {}
     last_any: datetime | None = None
-    for row in rows:
-        key = (row["kind"], row["campaign_id"])
-        if row["holdout"]:
+    for pk, kind, campaign_id, variant, is_holdout, shown_at, dismissed_at, answered_at in rows:
+        key = (kind, campaign_id)
+        if is_holdout:
             holdout.add(key)
             continue
-        shown[key] = shown.get(key, 0) + row["shown"]
-        if row["answered"]:
+        if answered_at is not None:
             finished.add(key)
-        if row["last"] and (last_any is None or row["last"] > last_any):
-            last_any = row["last"]
-    pending = {
-        (d.kind, d.campaign_id): d
-        for d in Delivery.objects.filter(
-            person=person,
-            holdout=False,
-            is_test=False,
-            shown_at__isnull=True,
-            dismissed_at__isnull=True,
-        ).order_by("decided_at")
-    }
+        if shown_at is not None:
+            shown[key] = shown.get(key, 0) + 1
+            if last_any is None or shown_at > last_any:
+                last_any = shown_at
+        elif dismissed_at is None and key not in pending:
+            pending[key] = Pending(id=pk, variant=variant)
     return Ledger(shown, last_any, frozenset(holdout), frozenset(finished), pending)
 
 
@@ -496,23 +501,30 @@ def items_for(
     dry_run: bool,
     locale: str | None,
 ) -> list[Item]:
-    """Turn decisions into items, recording deliveries (holdout too) unless `dry_run`."""
+    """Turn decisions into items, recording deliveries (holdout too) unless `dry_run`.
+
+    New deliveries are written in one INSERT.
+    """
     items: list[Item] = []
     app = situation.app
     person = situation.person
+    record = not dry_run and person is not None
+    new: list[Delivery] = []
     for d in decisions:
         c = d.campaign
         key = (c.kind, c.id)
         if d.holdout:
-            if not dry_run and person is not None and key not in situation.ledger.holdout:
-                Delivery.objects.create(
-                    app=app,
-                    person=person,
-                    kind=c.kind,
-                    campaign_id=c.id,
-                    holdout=True,
-                    decided_at=situation.now,
-                    context=_context(situation),
+            if record and key not in situation.ledger.holdout:
+                new.append(
+                    Delivery(
+                        app=app,
+                        person=person,
+                        kind=c.kind,
+                        campaign_id=c.id,
+                        holdout=True,
+                        decided_at=situation.now,
+                        context=_context(situation),
+                    )
                 )
             continue
         if not d.shown:
@@ -521,9 +533,9 @@ def items_for(
         variant = pending.variant if pending is not None else _variant(app, c, situation.person_key)
         delivery_id: str | None = None
         if pending is not None:
-            delivery_id = str(pending.pk)
-        elif not dry_run and person is not None:
-            delivery = Delivery.objects.create(
+            delivery_id = str(pending.id)
+        elif record:
+            delivery = Delivery(
                 app=app,
                 person=person,
                 kind=c.kind,
@@ -532,7 +544,8 @@ def items_for(
                 decided_at=situation.now,
                 context=_context(situation),
             )
-            delivery_id = str(delivery.pk)
+            new.append(delivery)
+            delivery_id = str(delivery.pk)  # a UUID made before the INSERT
         kind = campaign_kind_get(c.kind)
         items.append(
             Item(
@@ -546,6 +559,8 @@ def items_for(
                 content=kind.content(c.campaign, locale or app.default_locale, variant),
             )
         )
+    if new:
+        Delivery.objects.bulk_create(new)
     return items
 
 

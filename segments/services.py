@@ -423,6 +423,15 @@ def person_identify(
     raise AssertionError("unreachable")
 
 
+def _by_alias(app: App, anonymous_id: str) -> Person | None:
+    alias = (
+        AnonymousId.objects.filter(app=app, anonymous_id=anonymous_id)
+        .select_related("person")
+        .first()
+    )
+    return alias.person if alias else None
+
+
 def person_resolve(
     *, app: App, user_id: str | None, anonymous_id: str | None, create: bool
 ) -> Person | None:
@@ -431,17 +440,15 @@ def person_resolve(
     user_id, anonymous_id = _clean_id(user_id), _clean_id(anonymous_id)
     if not user_id and not anonymous_id:
         return None
-    if not create:
-        if user_id:
-            found = Person.objects.filter(app=app, user_id=user_id).first()
-            if found is not None or not anonymous_id:
-                return found
-        alias = (
-            AnonymousId.objects.filter(app=app, anonymous_id=anonymous_id)
-            .select_related("person")
-            .first()
-        )
-        return alias.person if alias else None
+    # The common cases (someone seen before) take one indexed read and no savepoint.
+    if user_id and not (anonymous_id and create):
+        found = Person.objects.filter(app=app, user_id=user_id).first()
+        if found is not None or not create:
+            return found if found is not None or not anonymous_id else _by_alias(app, anonymous_id)
+    elif anonymous_id and not user_id:
+        found = _by_alias(app, anonymous_id)
+        if found is not None or not create:
+            return found
     now = timezone.now()
     for attempt in range(3):
         try:

@@ -54,3 +54,9 @@ class DeliveryStateSerializer(serializers.Serializer):
     clicked_at = serializers.DateTimeField(allow_null=True)
     clicked_button = serializers.CharField(allow_blank=True)
     dismissed_at = serializers.DateTimeField(allow_null=True)
+
+
+class KeyCheckSerializer(serializers.Serializer):
+    app = serializers.JSONField()
+    key = serializers.ChoiceField(choices=["public", "secret"])
+    identity_verification = serializers.BooleanField()

@@ -1,9 +1,12 @@
 from django.urls import re_path
 
 from engage.api import views
+from engage.api.push import PushView
 
 urlpatterns = [
+    re_path(r"^api/v1/me/?$", views.KeyCheckView.as_view(), name="me"),
     re_path(r"^api/v1/targeting/evaluate/?$", views.EvaluateView.as_view(), name="evaluate"),
+    re_path(r"^api/v1/targeting/push/?$", PushView.as_view(), name="targeting-push"),
     re_path(
         r"^api/v1/widget/campaigns/?$", views.WidgetCampaignsView.as_view(), name="widget-campaigns"
     ),

@@ -23,6 +23,7 @@ from engage.api.serializers import (
     DeliveryStateSerializer,
     EvaluateSerializer,
     ItemsSerializer,
+    KeyCheckSerializer,
 )
 from engage.deliveries import delivery_event_record, targeting_evaluate
 from engage.selectors import origin_allowed_for_app
@@ -144,5 +145,24 @@ class DeliveryEventsView(APIView):
                 "clicked_at": delivery.clicked_at,
                 "clicked_button": delivery.clicked_button,
                 "dismissed_at": delivery.dismissed_at,
+            }
+        )
+
+
+class KeyCheckView(APIView):
+    """`GET /api/v1/me`: which App and kind of key this is (Sasha's first call)."""
+
+    authentication_classes = [AppKeyAuthentication]
+    permission_classes = [AnyAppKey]
+
+    @extend_schema(responses={200: KeyCheckSerializer})
+    def get(self, request: Request) -> Response:
+        credential: AppCredential = request.auth  # type: ignore[assignment]
+        app = credential.app
+        return Response(
+            {
+                "app": {"id": app.pk, "name": app.name},
+                "key": credential.kind,
+                "identity_verification": app.identity_verification,
             }
         )

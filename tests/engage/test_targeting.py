@@ -248,3 +248,20 @@ def test_variants_split_by_weight_and_stay_put(app_keys):
     assert 60 < list(seen.values()).count("A") < 140
     again = targeting_evaluate(app=app, user_id="7", anonymous_id=None, moment=Moment()).items[0]
     assert again.variant == seen["7"]
+
+
+def test_scheduled_campaign_goes_live_and_ends_by_itself(app_keys):
+    from engage.campaigns import campaigns_schedule_tick
+    from messaging.models import Message
+
+    app = app_keys.app
+    now = timezone.now()
+    campaign = message(
+        app, starts_at=now + timedelta(minutes=5), ends_at=now + timedelta(minutes=30)
+    )
+    assert campaign.status == "scheduled"
+    assert campaigns_schedule_tick(now=now) == 0
+    assert campaigns_schedule_tick(now=now + timedelta(minutes=6)) == 1
+    assert Message.objects.get(pk=campaign.pk).status == "live"
+    assert campaigns_schedule_tick(now=now + timedelta(minutes=31)) == 1
+    assert Message.objects.get(pk=campaign.pk).status == "archived"
