@@ -62,3 +62,7 @@ class AppAdmin(admin.ModelAdmin):
         for app in queryset:
             secret = app_secret_key_rotate(app=app)
             messages.warning(request, f"New secret key of {app.name} (shown only now): {secret}")
+
+
+import engage.admin_webhooks  # noqa: E402,F401 - registers the webhook admins
+from engage import admin_debug  # noqa: E402,F401 - adds the "Incoming events" page

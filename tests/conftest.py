@@ -96,3 +96,9 @@ def live_server_url(transactional_db):  # type: ignore[no-untyped-def]
 
     with daphne() as url:
         yield url
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hasher(settings):  # type: ignore[no-untyped-def]
+    """Admin logins in tests need no slow, production-strength password hashing."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
