@@ -122,9 +122,17 @@ def prepare(db_name: str, *, people: int = 100_000, events: int = 1_000_000, see
             raw,
             "segments_event",
             [
-                "app_id", "person_id", "name", "properties", "contexts", "timestamp",
-                "received_at", "source", "dedup_id", "raw",
-            ],  # fmt: skip
+                "app_id",
+                "person_id",
+                "name",
+                "properties",
+                "contexts",
+                "timestamp",
+                "received_at",
+                "source",
+                "dedup_id",
+                "raw",
+            ],
             event_rows,
         )
         cursor.execute(

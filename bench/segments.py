@@ -20,7 +20,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.dataset import prepare  # noqa: E402
+from bench.dataset import prepare
 
 DB = "engage_bench_segments"
 
@@ -94,7 +94,9 @@ def main() -> None:
 
     from segments.selectors import segment_preview
 
-    print(f"\nSegment preview, {args.people:,} people / {args.events:,} events (median of {args.runs})")
+    print(
+        f"\nSegment preview, {args.people:,} people / {args.events:,} events (median of {args.runs})"
+    )
     print(f"{'condition':<44} {'preview':>10} {'hand SQL':>10}  count")
     for label, condition, sql in CASES:
         ours, preview = timed(lambda c=condition: segment_preview(app=app, condition=c), args.runs)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.dataset import EVENT_NAMES, ROOT, database_url, percentile, prepare  # noqa: E402
+from bench.dataset import EVENT_NAMES, ROOT, database_url, percentile, prepare
 
 DB = "engage_bench_targeting"
 
@@ -37,7 +37,11 @@ def campaigns(app, rng: random.Random, count: int = 100) -> None:  # type: ignor
         app=app,
         slug="power-users",
         name="Power users",
-        condition={"event": "export_clicked", "count": {"op": "gte", "value": 3}, "within_days": 30},
+        condition={
+            "event": "export_clicked",
+            "count": {"op": "gte", "value": 3},
+            "within_days": 30,
+        },
     )
     segment_create(
         app=app,
@@ -55,7 +59,10 @@ def campaigns(app, rng: random.Random, count: int = 100) -> None:  # type: ignor
     for i in range(count):
         shape = i % 5
         if shape == 0:
-            trigger = {"on": "page_view", "url": {"op": "contains", "value": f"/{rng.choice(EVENT_NAMES)}/"}}
+            trigger = {
+                "on": "page_view",
+                "url": {"op": "contains", "value": f"/{rng.choice(EVENT_NAMES)}/"},
+            }
         elif shape == 1:
             trigger = {"on": "event", "event": rng.choice(EVENT_NAMES)}
         else:
@@ -177,16 +184,28 @@ def main() -> None:
     in_process(app, warm)
     print("in-process decisions (targeting_evaluate, deliveries recorded):")
     local = in_process(app, asks)
-    env = {**os.environ, "DATABASE_URL": database_url(DB), "DJANGO_SETTINGS_MODULE": "engage.settings"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url(DB),
+        "DJANGO_SETTINGS_MODULE": "engage.settings",
+    }
     env.pop("DEBUG", None)
     server = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(args.port),
-         "engage.asgi:application"],
+        [
+            sys.executable,
+            "-m",
+            "daphne",
+            "-b",
+            "127.0.0.1",
+            "-p",
+            str(args.port),
+            "engage.asgi:application",
+        ],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    )
     try:
         for _ in range(100):
             try:
@@ -195,7 +214,13 @@ def main() -> None:
             except OSError:
                 time.sleep(0.1)
         over_http(args.port, secret, "GET", "/api/v1/me", [None] * 200)
-        over_http(args.port, secret, "POST", "/api/v1/targeting/evaluate", moments(random.Random(5), 200, args.people))
+        over_http(
+            args.port,
+            secret,
+            "POST",
+            "/api/v1/targeting/evaluate",
+            moments(random.Random(5), 200, args.people),
+        )
         trivial = over_http(args.port, secret, "GET", "/api/v1/me", [None] * len(asks))
         http_asks = moments(random.Random(13), len(asks), args.people)
         remote = over_http(args.port, secret, "POST", "/api/v1/targeting/evaluate", http_asks)
@@ -203,12 +228,16 @@ def main() -> None:
         server.terminate()
         server.wait(timeout=10)
     print()
-    print(f"Targeting: 100 live campaigns, {args.people:,} people, {args.events:,} events (PostgreSQL)")
+    print(
+        f"Targeting: 100 live campaigns, {args.people:,} people, {args.events:,} events (PostgreSQL)"
+    )
     print(line("one decision, in-process", local))
     print(line("POST /api/v1/targeting/evaluate (Daphne)", remote))
     print(line("GET /api/v1/me, trivial authenticated (same)", trivial))
     ratio = percentile(remote, 99) / percentile(trivial, 99)
-    print(f"HTTP p99 / trivial p99 = {ratio:.2f}x   (target: in-process p99 < 5 ms, HTTP within 2x)")
+    print(
+        f"HTTP p99 / trivial p99 = {ratio:.2f}x   (target: in-process p99 < 5 ms, HTTP within 2x)"
+    )
 
 
 if __name__ == "__main__":

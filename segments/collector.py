@@ -52,6 +52,11 @@ def _error(error: errors.EngageError, *headers: tuple[str, str]) -> CollectorAns
     )
 
 
+def collector_too_large() -> CollectorAnswer:
+    """The answer to a body over the limit: 413, nothing stored (it was not read)."""
+    return _error(errors.PayloadTooLarge("Request body is larger than the limit."))
+
+
 def _to_input(event: SnowplowEvent) -> EventInput:
     properties = dict(event.properties)
     if event.url and "url" not in properties:
@@ -85,7 +90,7 @@ def collector_receive(
     unknown). Nothing is dropped silently.
     """
     if len(body) > settings.ENGAGE_MAX_BODY_BYTES:
-        return _error(errors.PayloadTooLarge("Request body is larger than the limit."))
+        return collector_too_large()
     try:
         return _receive(method=method, query=query, body=body, origin=origin, nuid=cookie_nuid)
     except (OperationalError, InterfaceError, DatabaseError):

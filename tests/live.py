@@ -46,6 +46,24 @@ def wait_for_port(port: int, timeout: float = 20.0) -> None:
     raise TimeoutError(f"nothing listens on port {port}")
 
 
+def _healthz(port: int, process: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+    import http.client
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise TimeoutError("daphne exited")
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", "/healthz")
+            if conn.getresponse().status == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise TimeoutError("daphne did not answer /healthz")
+
+
 @contextmanager
 def daphne(extra_env: dict[str, str] | None = None, port: int | None = None) -> Iterator[str]:
     """Run `daphne engage.asgi:application` on the test database; yields its base URL."""
@@ -76,6 +94,8 @@ def daphne(extra_env: dict[str, str] | None = None, port: int | None = None) -> 
     try:
         try:
             wait_for_port(port)
+            # Another process may hold the port we picked: make sure ours is the one answering.
+            _healthz(port, process)
         except TimeoutError:
             process.kill()
             _, err = process.communicate(timeout=5)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
@@ -31,7 +32,11 @@ from segments.api.serializers import (
     IdentifySerializer,
     PersonSerializer,
 )
-from segments.collector import collector_query_from_bytes, collector_receive
+from segments.collector import (
+    collector_query_from_bytes,
+    collector_receive,
+    collector_too_large,
+)
 from segments.models import EventSource
 from segments.selectors import (
     debug_cursor_decode,
@@ -50,13 +55,19 @@ def collector(request: HttpRequest) -> HttpResponse:
     if request.method == "OPTIONS":
         response = HttpResponse(status=200)
     elif request.method in ("GET", "POST"):
-        answer = collector_receive(
-            method=request.method,
-            query=collector_query_from_bytes(request.META.get("QUERY_STRING", "")),
-            body=request.body if request.method == "POST" else b"",
-            origin=origin,
-            cookie_nuid=request.COOKIES.get("sp"),
-        )
+        try:
+            body = request.body if request.method == "POST" else b""
+        except RequestDataTooBig:
+            # Over Django's own limit: answer as the collector does (413 JSON), not HTML.
+            answer = collector_too_large()
+        else:
+            answer = collector_receive(
+                method=request.method,
+                query=collector_query_from_bytes(request.META.get("QUERY_STRING", "")),
+                body=body,
+                origin=origin,
+                cookie_nuid=request.COOKIES.get("sp"),
+            )
         response = HttpResponse(answer.body, status=answer.status, content_type=answer.content_type)
         for name, value in answer.headers:
             response[name] = value
