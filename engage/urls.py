@@ -15,4 +15,5 @@ urlpatterns = [
     path("", include("segments.urls")),
     path("", include("engage.api.urls")),
     path("", include("messaging.urls")),
+    path("", include("surveys.urls")),
 ]

@@ -1,0 +1,193 @@
+"""Surveys, their responses, and one row per answer for fast summaries."""
+
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.utils import timezone
+
+from engage import errors
+from engage.models import Campaign
+
+
+class Survey(Campaign):
+    """A survey campaign, shown as a modal.
+
+    `questions` is the ordered list described in `surveys.definition` (ids, types, localized
+    texts, choices, `required`, branching `logic`); `thank_you` maps a locale to
+    `{"title", "body" (markdown)}`; `variants` are A/B variants of the question wording.
+    Both are validated on every save (`clean`), with errors naming the path.
+    """
+
+    questions = models.JSONField(
+        default=list,
+        help_text='Ordered questions: [{"id", "type", "text": {locale: text}, "required", '
+        '"logic": [{"if": {"op", "value"}, "jump_to": QUESTION_ID | "end"}], …}]',
+    )
+    thank_you = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='{locale: {"title", "body" (markdown)}}; empty means no thank-you screen.',
+    )
+    variants = models.JSONField(
+        default=list,
+        blank=True,
+        help_text='A/B wording: [{"key", "weight", "texts": {QUESTION_ID: {locale: text}}}].',
+    )
+
+    class Meta(Campaign.Meta):
+        indexes = [models.Index(fields=["app", "status"], name="survey_app_status")]
+
+    def clean(self) -> None:
+        from surveys.services import survey_definition_validate
+
+        try:
+            definition = survey_definition_validate(
+                survey=self if self.pk else None,
+                questions=self.questions,
+                thank_you=self.thank_you,
+                variants=self.variants,
+            )
+        except errors.InvalidInput as exc:
+            field = exc.message.split(":")[0].split(".")[0].split("[")[0]
+            if field not in ("questions", "thank_you", "variants"):
+                field = "questions"
+            raise ValidationError({field: exc.message}, code=exc.code) from exc
+        self.questions = definition.questions
+        self.thank_you = definition.thank_you
+        self.variants = definition.variants
+
+
+class Response(models.Model):
+    """One person's answers to one survey, keyed by the id the client made.
+
+    Sending the same id again merges answers into this row (see `response_submit`).
+    `last_question` is the furthest question answered, in survey order: where a respondent
+    who did not complete dropped off.
+    """
+
+    id = models.UUIDField(primary_key=True, help_text="Made by the client; retries reuse it.")
+    app = models.ForeignKey("engage.App", on_delete=models.CASCADE, related_name="+")
+    survey = models.ForeignKey(Survey, on_delete=models.CASCADE, related_name="responses")
+    person = models.ForeignKey(
+        "segments.Person", on_delete=models.CASCADE, related_name="survey_responses"
+    )
+    delivery = models.ForeignKey(
+        "engage.Delivery",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="survey_responses",
+    )
+    variant = models.CharField(max_length=64, blank=True, default="")
+    locale = models.CharField(max_length=35, blank=True, default="")
+    answers = models.JSONField(default=dict, blank=True)
+    completed = models.BooleanField(default=False)
+    last_question = models.CharField(max_length=64, blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["survey", "created_at"], name="response_survey_created")]
+
+    def __str__(self) -> str:
+        return f"response {self.pk} to survey #{self.survey_id}"
+
+
+class Answer(models.Model):
+    """One answer value of a response, normalised so that summaries aggregate in SQL.
+
+    Scores (NPS, rating, CSAT) and yes/no (1/0) go in `number`; choices and CTA outcomes in
+    `choice` (a multiple-choice answer has one row per picked choice, `first` on one of
+    them); free text (open text, the "other" option) in `text`. The response's survey,
+    person, time, locale and variant are copied here so that filtered summaries need no join.
+    Rows are replaced whenever the response's answer to that question changes.
+    """
+
+    response = models.ForeignKey(Response, on_delete=models.CASCADE, related_name="answer_rows")
+    survey = models.ForeignKey(Survey, on_delete=models.CASCADE, related_name="+", db_index=False)
+    person = models.ForeignKey(
+        "segments.Person", on_delete=models.CASCADE, related_name="survey_answers"
+    )
+    question_id = models.CharField(max_length=64)
+    number = models.SmallIntegerField(null=True, blank=True)
+    choice = models.CharField(max_length=64, null=True, blank=True)
+    text = models.TextField(null=True, blank=True)
+    first = models.BooleanField(default=True)
+    created_at = models.DateTimeField()
+    locale = models.CharField(max_length=35, blank=True, default="")
+    variant = models.CharField(max_length=64, blank=True, default="")
+
+    class Meta:
+        ordering = ["id"]
+        # Time ranges of a survey's answers: the cut days of a summary, the newest free-text
+        # answers (results page, search), one question's latest answers.
+        indexes = [models.Index(fields=["survey", "created_at"], name="answer_survey_created")]
+
+    def __str__(self) -> str:
+        value = self.number if self.number is not None else self.choice or self.text
+        return f"{self.question_id} = {value}"
+
+
+# Sentinels in tallies, whose unique keys must not contain NULL (NULLs never conflict).
+NO_NUMBER = -1
+NO_CHOICE = ""
+
+
+class ResponseTally(models.Model):
+    """How many responses a survey has per UTC day, locale, variant, completion and the
+    furthest question answered; kept in step with responses by `response_submit`.
+
+    Summaries without a segment filter read these (a few thousand rows) instead of scanning
+    every response.
+    """
+
+    survey = models.ForeignKey(Survey, on_delete=models.CASCADE, related_name="+", db_index=False)
+    day = models.DateField()
+    locale = models.CharField(max_length=35, blank=True, default="")
+    variant = models.CharField(max_length=64, blank=True, default="")
+    completed = models.BooleanField()
+    last_question = models.CharField(max_length=64, blank=True, default="")
+    count = models.IntegerField(default=0)
+
+    class Meta:
+        ordering = ["survey", "day"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["survey", "day", "locale", "variant", "completed", "last_question"],
+                name="response_tally_key",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"survey #{self.survey_id} {self.day}: {self.count}"
+
+
+class AnswerTally(models.Model):
+    """How many answer rows a survey has per UTC day, locale, variant, question and value
+    (`number` or `choice`, with -1 and "" for none), and how many respondents they are
+    (`first_count`); kept in step with the per-answer rows by `response_submit`."""
+
+    survey = models.ForeignKey(Survey, on_delete=models.CASCADE, related_name="+", db_index=False)
+    day = models.DateField()
+    locale = models.CharField(max_length=35, blank=True, default="")
+    variant = models.CharField(max_length=64, blank=True, default="")
+    question_id = models.CharField(max_length=64)
+    number = models.SmallIntegerField(default=NO_NUMBER)
+    choice = models.CharField(max_length=64, blank=True, default=NO_CHOICE)
+    count = models.IntegerField(default=0)
+    first_count = models.IntegerField(default=0)
+
+    class Meta:
+        ordering = ["survey", "day"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["survey", "day", "locale", "variant", "question_id", "number", "choice"],
+                name="answer_tally_key",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"survey #{self.survey_id} {self.day} {self.question_id}: {self.count}"
