@@ -207,7 +207,7 @@ def main() -> None:
         stderr=subprocess.DEVNULL,
     )
     try:
-        for _ in range(100):
+        for _ in range(600):
             try:
                 http.client.HTTPConnection("127.0.0.1", args.port, timeout=1).connect()
                 break
