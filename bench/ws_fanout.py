@@ -359,6 +359,23 @@ async def connect_many(
     return widgets, failures, time.perf_counter() - started
 
 
+async def echo_connects(port: int, count: int, parallel: int = 64) -> float:
+    """Plain websocket connects per second (open, one echo, close): the baseline of hellos."""
+    gate = asyncio.Semaphore(parallel)
+
+    async def one() -> None:
+        async with (
+            gate,
+            websockets.connect(f"ws://{HOST}:{port}/ws/echo", ping_interval=None) as ws,
+        ):
+            await ws.send("{}")
+            await asyncio.wait_for(ws.recv(), 30)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one() for _ in range(count)))
+    return count / (time.perf_counter() - started)
+
+
 async def echo_round_trips(port: int, count: int, pause: float = 0.0) -> list[float]:
     times = []
     async with websockets.connect(f"ws://{HOST}:{port}/ws/echo", ping_interval=None) as ws:
@@ -403,6 +420,8 @@ async def run(args: argparse.Namespace, keys: dict[str, str]) -> None:
                                             heartbeat=False)  # fmt: skip
         pings = [await probe.ping() for _ in range(300)]
         log(f"widget ping -> pong round trip:   {ms(pings)}")
+        rate = await echo_connects(ws_port, 300)
+        log(f"plain websocket connects:         {rate:.0f}/s (open, echo, close; 64 at a time)")
 
         if not args.skip_fanout:
             await fanout(args, ws_port, http_port, ws_pid, key, admin)

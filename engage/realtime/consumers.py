@@ -49,7 +49,7 @@ from engage.realtime.frames import (
     Track,
     Welcome,
 )
-from engage.realtime.presence import presence
+from engage.realtime.presence import TTL_SECONDS, presence
 from engage.realtime.push import app_group, layer_gate, person_group
 from engage.selectors import app_get_by_public_key, origin_allowed_for_app
 from engage.targeting import Item, Moment
@@ -471,7 +471,9 @@ class WidgetConsumer(AsyncWebsocketConsumer):
             app_id = self._app().pk
             await self._group_add(person_group(app_id, self.person_id))
             await self._group_add(app_group(app_id))
-        if now - self.refreshed_at >= self.heartbeat * 0.8:
+        # Refresh only when waiting for the next ping could let the entry expire: every other
+        # ping with the defaults (25 s pings, 65 s entries).
+        if now - self.refreshed_at + self.heartbeat >= TTL_SECONDS - 10:
             await self._presence_add()
 
     async def _leave_person(self) -> None:

@@ -144,6 +144,24 @@ async def test_silence_longer_than_two_heartbeats_closes_4408_and_pings_keep_it_
     await pinging.disconnect()
 
 
+async def test_pings_refresh_presence_only_when_it_could_expire(app_keys, monkeypatch):
+    from engage.realtime import consumers
+
+    comm = await widget(app_keys.public_key, "anon-p")
+    person = await db(lambda: AnonymousId.objects.get(anonymous_id="anon-p").person)()
+    entries = presence()._by_person[(app_keys.app.pk, person.pk)]  # type: ignore[attr-defined]
+    (first,) = entries.values()
+    await comm.send_json_to({"type": "ping", "id": 1})
+    assert await frame(comm) == {"type": "pong", "id": 1}
+    assert list(entries.values()) == [first]  # just refreshed at hello: not again
+    monkeypatch.setattr(consumers, "TTL_SECONDS", 30)  # the next ping would come too late
+    await comm.send_json_to({"type": "ping", "id": 2})
+    assert await frame(comm) == {"type": "pong", "id": 2}
+    (refreshed,) = entries.values()
+    assert refreshed > first
+    await comm.disconnect()
+
+
 async def test_hello_answers_welcome_then_snapshot(app_keys):
     comm = await opened(app_keys.public_key)
     welcome, snapshot = await hello(comm, "anon-w", attributes={"plan": "pro"}, id="h1")
