@@ -5,7 +5,8 @@
 What it does, bounded (well under 2 minutes):
 1. (Re)creates the PostgreSQL database `engage_bench` on 127.0.0.1 (user postgres, trust auth),
    migrates it and creates an App with the Snowplow app id `bench-web`.
-2. Starts one Daphne process (`daphne engage.asgi:application`, DEBUG off) on it.
+2. Starts one Daphne process (`daphne engage.asgi:application`, DEBUG off) on it (or N of
+   them with `--processes N`, the load spread over them).
 3. From this separate process, over keep-alive connections, runs one phase after another:
    `GET /healthz` (a trivial endpoint of the same server, the stack's own limit), single-event
    requests (`GET /i`, and `POST tp2` with 1 event), and `POST tp2` batches of 10 events.
@@ -186,6 +187,10 @@ def process_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def servers_cpu_seconds(pids: list[int]) -> float:
+    return sum(process_cpu_seconds(pid) for pid in pids)
+
+
 def postgres_backends() -> list[int]:
     """Process ids of the PostgreSQL backends serving the benchmark database."""
     pids = psql(
@@ -309,13 +314,19 @@ class Measured:
 
 
 def measure(
-    phase: Phase, *, port: int, pid: int, connections: int, duration: float, warmup: float
+    phase: Phase,
+    *,
+    ports: list[int],
+    pids: list[int],
+    connections: int,
+    duration: float,
+    warmup: float,
 ) -> tuple[Measured, int]:
     """Warm up, then measure one phase; returns it and the events accepted while warming up."""
     warm = asyncio.run(
         run_load(
             name=phase.name,
-            port=port,
+            port=ports,
             make_request=phase.make,
             connections=connections,
             duration=warmup,
@@ -323,11 +334,11 @@ def measure(
         )
     )
     backends = postgres_backends()
-    server_before, pg_before = process_cpu_seconds(pid), postgres_cpu_seconds(backends)
+    server_before, pg_before = servers_cpu_seconds(pids), postgres_cpu_seconds(backends)
     result = asyncio.run(
         run_load(
             name=phase.name,
-            port=port,
+            port=ports,
             make_request=phase.make,
             connections=connections,
             duration=duration,
@@ -336,7 +347,7 @@ def measure(
     measured = Measured(
         phase=phase,
         result=result,
-        server_cpu=process_cpu_seconds(pid) - server_before,
+        server_cpu=servers_cpu_seconds(pids) - server_before,
         postgres_cpu=postgres_cpu_seconds(backends) - pg_before,
     )
     return measured, warm.ok * phase.events_per_request
@@ -378,7 +389,12 @@ def main() -> int:
     parser.add_argument("-c", "--connections", type=int, default=16)
     parser.add_argument("-d", "--duration", type=float, default=8.0, help="seconds per phase")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds before each phase")
-    parser.add_argument("--port", type=int, default=0, help="default: a free port")
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="Daphne processes, each on its own port, connections spread over them (default 1)",
+    )
     parser.add_argument("--daphne-arg", action="append", default=[], help="passed to daphne")
     parser.add_argument(
         "--only", action="append", default=[], help="run only phases whose name contains this"
@@ -398,9 +414,14 @@ def main() -> int:
         f"database {DB_NAME} migrated; App with aid {AID}, {KNOWN_VISITORS:,} known visitors, "
         f"{history:,} past events"
     )
-    port = args.port or free_port()
-    daphne = daphne_start(port, args.daphne_arg)
-    log(f"daphne pid {daphne.pid} on 127.0.0.1:{port}")
+    ports = [free_port() for _ in range(args.processes)]
+    servers = [daphne_start(port, args.daphne_arg) for port in ports]
+    log(
+        "daphne "
+        + ", ".join(
+            f"pid {d.pid} on 127.0.0.1:{port}" for d, port in zip(servers, ports, strict=True)
+        )
+    )
 
     phases = [
         Phase("GET /healthz (trivial)", 0, healthz_request),
@@ -416,8 +437,8 @@ def main() -> int:
         for phase in phases:
             measured, warm_accepted = measure(
                 phase,
-                port=port,
-                pid=daphne.pid,
+                ports=ports,
+                pids=[d.pid for d in servers],
                 connections=args.connections,
                 duration=args.duration,
                 warmup=args.warmup,
@@ -426,11 +447,13 @@ def main() -> int:
             accepted += measured.accepted_events + warm_accepted
             log(measured.result.summary())
     finally:
-        daphne.send_signal(signal.SIGTERM)
-        try:
-            daphne.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            daphne.kill()
+        for daphne in servers:
+            daphne.send_signal(signal.SIGTERM)
+        for daphne in servers:
+            try:
+                daphne.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                daphne.kill()
 
     report(rows)
     good, bad = stored_count()

@@ -28,7 +28,7 @@ import math
 import os
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 HOST = "127.0.0.1"
@@ -130,7 +130,7 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bool]:
 async def run_load(
     *,
     name: str,
-    port: int,
+    port: int | Sequence[int],
     make_request: RequestMaker,
     connections: int,
     duration: float | None = None,
@@ -142,7 +142,8 @@ async def run_load(
     passed or `total` requests were sent, whichever comes first (at least one must be set).
 
     Request numbers start at `first_number` and are unique across the run, so a request maker
-    can derive unique ids (event ids) from them.
+    can derive unique ids (event ids) from them. With several ports (one server process each),
+    connections are spread over them in turn.
     """
     if duration is None and total is None:
         raise ValueError("a load run needs a duration or a request count")
@@ -153,7 +154,9 @@ async def run_load(
     started = time.perf_counter()
     deadline = started + duration if duration is not None else math.inf
 
-    async def connection() -> None:
+    ports = [port] if isinstance(port, int) else list(port)
+
+    async def connection(port: int) -> None:
         reader = writer = None
         try:
             while time.perf_counter() < deadline:
@@ -187,7 +190,7 @@ async def run_load(
             if writer is not None:
                 writer.close()
 
-    await asyncio.gather(*(connection() for _ in range(connections)))
+    await asyncio.gather(*(connection(ports[i % len(ports)]) for i in range(connections)))
     result.elapsed = time.perf_counter() - started
     cpu_after = os.times()
     result.client_cpu = (cpu_after.user - cpu_before.user) + (cpu_after.system - cpu_before.system)

@@ -13,12 +13,12 @@ import logging
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from functools import partial
 from typing import Any
 
 import psycopg
-from django.db import IntegrityError, connection, transaction
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, connection, connections, transaction
 from django.utils import timezone
 
 from engage.models import App
@@ -128,22 +128,22 @@ def _cursor() -> Any:
     statement anew, which cost five times the work of the people lookup itself. It is wrapped
     like Django's own cursors (errors, execute wrappers, query logging).
     """
-    if connection.vendor != "postgresql":
-        return connection.cursor()
-    connection.close_if_health_check_failed()
-    connection.ensure_connection()
-    connection.validate_thread_sharing()
-    if not isinstance(connection.connection, psycopg.Connection):
-        return connection.cursor()
-    if connection.connection.prepare_threshold is None:
+    db = connections[DEFAULT_DB_ALIAS]  # the wrapper itself: each proxied access costs a lookup
+    if db.vendor != "postgresql":
+        return db.cursor()
+    db.close_if_health_check_failed()
+    db.ensure_connection()
+    db.validate_thread_sharing()
+    raw = db.connection
+    if not isinstance(raw, psycopg.Connection):
+        return db.cursor()
+    if raw.prepare_threshold is None:
         # Django turns psycopg's automatic preparation off, and psycopg then ignores
         # `prepare=True` too. A threshold no statement reaches keeps preparation opt-in: only
         # these cursors ask for it (Django's client-side binding cursors never prepare).
-        connection.connection.prepare_threshold = _PREPARE_ONLY_WHEN_ASKED
-    cursor: Any = _PreparedCursor(connection.connection)
-    if connection.queries_logged:
-        return connection.make_debug_cursor(cursor)
-    return connection.make_cursor(cursor)
+        raw.prepare_threshold = _PREPARE_ONLY_WHEN_ASKED
+    cursor: Any = _PreparedCursor(raw)
+    return db.make_debug_cursor(cursor) if db.queries_logged else db.make_cursor(cursor)
 
 
 # --- people -----------------------------------------------------------------------------------
@@ -447,7 +447,7 @@ def _ingest_once(
         )
         for event, person, dedup_id, timestamp in kept
     ]
-    rows, ids = _events_insert(app=app, source=source, received_at=received_at, rows=rows)
+    rows, ids = _events_write(app=app, source=source, received_at=received_at, rows=rows)
     stored = [
         StoredEvent(
             id=pk,
@@ -458,17 +458,9 @@ def _ingest_once(
         )
         for row, pk in zip(rows, ids, strict=True)
     ]
-    # Counters count UTC days, whatever offset the client's timestamp had.
-    counts = Counter(
-        (one.person_id, one.name, one.timestamp.astimezone(UTC).date()) for one in stored
-    )
-    _counts_add_rows((p, name, day, n) for (p, name, day), n in counts.items())
-    touched = {one.person_id for one in stored}
     for person in with_attributes:
         current = people.current(person)
-        touched.add(current.pk)
         current.save(update_fields=["attributes"])
-    _people_touch(sorted(touched), received_at)
     return IngestResult(stored=stored, duplicates=duplicates)
 
 
@@ -483,57 +475,91 @@ class _EventRow:
     raw: dict[str, Any]
 
 
-def _events_insert(
+def _events_write(
     *, app: App, source: str, received_at: datetime, rows: list[_EventRow]
 ) -> tuple[list[_EventRow], list[int]]:
-    """Insert event rows in one statement.
+    """Insert event rows, add them to their people's per-day counters and move those people's
+    `last_seen` forward: one statement on PostgreSQL, three elsewhere.
 
     Returns the rows as stored (without NUL characters, which PostgreSQL refuses in text and
     jsonb) and their ids, in the order given.
     """
     table = Event._meta.db_table
-    if connection.vendor == "postgresql":
-        # One JSON parameter rather than ten per row: psycopg parses a statement of more than
-        # 50 parameters anew on every call, which cost more than the insert itself.
-        document = json.dumps([_event_row_json(i, row) for i, row in enumerate(rows)])
-        if "\\u0000" in document:
-            rows = [_event_row_nul_free(row) for row in rows]
-            document = json.dumps([_event_row_json(i, row) for i, row in enumerate(rows)])
-        sql = (
-            f"INSERT INTO {table} ({_EVENT_COLUMNS}) "  # noqa: S608
-            "SELECT %s, x.p, x.n, x.pr, x.c, x.t, %s, %s, x.d, x.r "
-            "FROM jsonb_to_recordset(%s::jsonb) AS x(i int, p bigint, n text, pr jsonb, "
-            "c jsonb, t timestamptz, d text, r jsonb) ORDER BY x.i RETURNING id"
-        )
-        params: list[Any] = [app.pk, received_at, source, document]
-    else:
+    if connection.vendor != "postgresql":
         rows = [_event_row_nul_free(row) for row in rows]
-        adapt_datetime = connection.ops.adapt_datetimefield_value
-        received = adapt_datetime(received_at)
-        params = []
-        for row in rows:
-            params += [
-                app.pk,
-                row.person_id,
-                row.name,
-                json.dumps(row.properties),
-                json.dumps(row.contexts),
-                adapt_datetime(row.timestamp),
-                received,
-                source,
-                row.dedup_id,
-                json.dumps(row.raw),
-            ]
-        placeholders = "(" + ", ".join(["%s"] * 10) + ")"
-        sql = (
-            f"INSERT INTO {table} ({_EVENT_COLUMNS}) "  # noqa: S608
-            f"VALUES {', '.join([placeholders] * len(rows))} RETURNING id"
-        )
+        ids = _events_insert_values(app=app, source=source, received_at=received_at, rows=rows)
+        _counts_add_rows(_day_counts(rows))
+        _people_touch(sorted({row.person_id for row in rows}), received_at)
+        return rows, ids
+    # Events travel as one JSON parameter rather than ten per row (psycopg parses a statement
+    # of more than 50 parameters anew on every call, which cost more than the insert itself),
+    # and the three writes share one round trip.
+    document = json.dumps([_event_row_json(i, row) for i, row in enumerate(rows)])
+    if "\\u0000" in document:
+        rows = [_event_row_nul_free(row) for row in rows]
+        document = json.dumps([_event_row_json(i, row) for i, row in enumerate(rows)])
+    counts = json.dumps([[p, name, day.isoformat(), n] for p, name, day, n in _day_counts(rows)])
+    counters, people = EventDailyCount._meta.db_table, Person._meta.db_table
+    sql = (
+        f"WITH new_events AS (INSERT INTO {table} ({_EVENT_COLUMNS}) "  # noqa: S608
+        "SELECT %s, x.p, x.n, x.pr, x.c, x.t, %s, %s, x.d, x.r "
+        "FROM jsonb_to_recordset(%s::jsonb) AS x(i int, p bigint, n text, pr jsonb, "
+        "c jsonb, t timestamptz, d text, r jsonb) ORDER BY x.i RETURNING id), "
+        f"counted AS (INSERT INTO {counters} (person_id, name, day, count) "
+        "SELECT (c->>0)::bigint, c->>1, (c->>2)::date, (c->>3)::int "
+        "FROM jsonb_array_elements(%s::jsonb) AS c "
+        "ON CONFLICT (person_id, name, day) "
+        f"DO UPDATE SET count = {counters}.count + excluded.count), "
+        f"touched AS (UPDATE {people} SET last_seen = %s "
+        "WHERE id = ANY(%s) AND last_seen < %s) "
+        "SELECT id FROM new_events"
+    )
+    touched = sorted({row.person_id for row in rows})
+    params = [app.pk, received_at, source, document, counts, received_at, touched, received_at]
     with _cursor() as cursor:
         cursor.execute(sql, params)
         # Ids are drawn in insertion order, so sorted ids match the rows as given.
         ids = sorted(r[0] for r in cursor.fetchall())
     return rows, ids
+
+
+def _events_insert_values(
+    *, app: App, source: str, received_at: datetime, rows: list[_EventRow]
+) -> list[int]:
+    """Insert event rows with a plain multi-row VALUES; their ids, in the order given."""
+    adapt_datetime = connection.ops.adapt_datetimefield_value
+    received = adapt_datetime(received_at)
+    params: list[Any] = []
+    for row in rows:
+        params += [
+            app.pk,
+            row.person_id,
+            row.name,
+            json.dumps(row.properties),
+            json.dumps(row.contexts),
+            adapt_datetime(row.timestamp),
+            received,
+            source,
+            row.dedup_id,
+            json.dumps(row.raw),
+        ]
+    placeholders = "(" + ", ".join(["%s"] * 10) + ")"
+    with _cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {Event._meta.db_table} ({_EVENT_COLUMNS}) "  # noqa: S608
+            f"VALUES {', '.join([placeholders] * len(rows))} RETURNING id",
+            params,
+        )
+        return sorted(r[0] for r in cursor.fetchall())
+
+
+def _day_counts(rows: list[_EventRow]) -> list[tuple[int, str, date, int]]:
+    """(person, name, UTC day, events): counters count UTC days, whatever offset the
+    client's timestamp had. Sorted, so that concurrent ingests lock counters in one order."""
+    counts = Counter(
+        (row.person_id, row.name, row.timestamp.astimezone(UTC).date()) for row in rows
+    )
+    return sorted((p, name, day, n) for (p, name, day), n in counts.items())
 
 
 def _event_row_json(index: int, row: _EventRow) -> dict[str, Any]:
