@@ -110,6 +110,14 @@ def prepare(db_name: str, *, people: int = 100_000, events: int = 1_000_000, see
             f"{app.pk}\t{person_id}\t{name}\t{_tsv(properties)}\t[]\t{ts.isoformat()}\t"
             f"{ts.isoformat()}\tapi\t\\N\t{{}}\n"
         )
+    # Monthly partitions for the months the events fall in, so that none of them lands in
+    # the DEFAULT partition (which would skew every plan that reads events).
+    from segments.partitions import event_partition_create
+
+    month = (now - timedelta(days=90)).date().replace(day=1)
+    while month <= now.date():
+        event_partition_create(month=month)
+        month = (month + timedelta(days=32)).replace(day=1)
     with connection.cursor() as cursor:
         raw = cursor.connection.cursor()
         _copy(

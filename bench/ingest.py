@@ -135,6 +135,8 @@ def database_seed(app_id: int) -> int:
         FROM generate_series(0, {HISTORY_EVENTS - 1}) n
         JOIN segments_person p
           ON p.id = (SELECT min(id) FROM segments_person) + n % {KNOWN_VISITORS};
+        INSERT INTO segments_eventdedup (app_id, dedup_id, received_at)
+        SELECT app_id, dedup_id, received_at FROM segments_event WHERE dedup_id IS NOT NULL;
         INSERT INTO segments_eventdailycount (person_id, name, day, count)
         SELECT person_id, name, (timestamp AT TIME ZONE 'UTC')::date, count(*)
         FROM segments_event GROUP BY 1, 2, 3;

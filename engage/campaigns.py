@@ -6,6 +6,8 @@ finds them here and never imports them.
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,6 +23,10 @@ from engage import errors
 from engage.models import App, Campaign, CampaignStatus, TriggerOn
 from segments.conditions import ConditionInvalid, parse_condition
 from segments.models import Segment
+
+logger = logging.getLogger(__name__)
+# While the shared cache (Redis) is unreachable, processes recompile campaigns this often.
+CACHE_DOWN_RECOMPILE_SECONDS = 5
 
 # --- kinds ------------------------------------------------------------------------------------
 
@@ -85,8 +91,16 @@ def campaign_get_for_app(*, app: App, kind: str, campaign_id: Any) -> Campaign:
 
 
 def campaigns_version(app_id: int) -> int:
-    """A number that changes whenever a campaign or segment of the App changes (any process)."""
-    return int(cache.get_or_set(f"engage:campaigns:v:{app_id}", 1, timeout=None) or 1)
+    """A number that changes whenever a campaign or segment of the App changes (any process).
+
+    When the shared cache is down, a negative number that changes every few seconds: decisions
+    keep working, on rules at most that old, and are recompiled once the cache is back.
+    """
+    try:
+        return int(cache.get_or_set(f"engage:campaigns:v:{app_id}", 1, timeout=None) or 1)
+    except Exception:  # the cache backend's own errors (redis-py's ConnectionError, timeouts)
+        logger.warning("cache unavailable: campaigns recompiled every few seconds meanwhile")
+        return -int(time.time() // CACHE_DOWN_RECOMPILE_SECONDS)
 
 
 def campaigns_changed(app_id: int) -> None:
@@ -99,9 +113,12 @@ def campaigns_changed(app_id: int) -> None:
     def bump() -> None:
         key = f"engage:campaigns:v:{app_id}"
         try:
-            cache.incr(key)
-        except ValueError:
-            cache.set(key, 2, timeout=None)
+            try:
+                cache.incr(key)
+            except ValueError:
+                cache.set(key, 2, timeout=None)
+        except Exception:  # cache down: processes recompile on their own (campaigns_version)
+            logger.warning("cache unavailable: campaign change of App %s not announced", app_id)
 
     bump()
     transaction.on_commit(bump)

@@ -5,7 +5,19 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from django.core.validators import MinValueValidator
 from django.db import models
+
+
+class IdentityMode(models.TextChoices):
+    HASH = "hash", "HMAC user hash"
+    TOKEN = "token", "Signed identity token (JWT)"
+    HASH_OR_TOKEN = "hash_or_token", "Hash or token"
+
+
+class IdentityEnforcement(models.TextChoices):
+    ENFORCE = "enforce", "Enforce: refuse unproven identities"
+    MONITOR = "monitor", "Monitor: let them through, count and list them"
 
 
 class App(models.Model):
@@ -21,6 +33,12 @@ class App(models.Model):
     secret_key_prefix = models.CharField(
         max_length=16, help_text="The first characters of the secret key, to recognise it."
     )
+    secret_key_hash_previous = models.CharField(max_length=64, blank=True, default="")
+    secret_key_previous_until = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="After a rotation the previous secret key keeps working until then.",
+    )
     identity_secret = models.CharField(max_length=64)
     identity_verification = models.BooleanField(
         default=False,
@@ -35,6 +53,41 @@ class App(models.Model):
         help_text='Origins the widget and collector may be called from, e.g. "https://app.example.com".',
     )
     default_locale = models.CharField(max_length=16, default="en")
+    event_retention_days = models.PositiveIntegerField(
+        default=395,
+        validators=[MinValueValidator(1)],
+        help_text=(
+            "Events that happened longer ago than this are deleted (docs/ingestion.md, Retention)."
+        ),
+    )
+    identity_mode = models.CharField(
+        max_length=16,
+        choices=IdentityMode.choices,
+        default=IdentityMode.HASH,
+        help_text="What proves a user id when identity verification is on (docs/identity.md).",
+    )
+    identity_enforcement = models.CharField(
+        max_length=16,
+        choices=IdentityEnforcement.choices,
+        default=IdentityEnforcement.ENFORCE,
+        help_text="Monitor lets unproven identities through but counts and lists them.",
+    )
+    identity_secret_previous = models.CharField(max_length=64, blank=True, default="")
+    identity_secret_previous_until = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="Hashes and tokens made with the previous identity secret work until then.",
+    )
+    timezone = models.CharField(
+        max_length=64,
+        default="UTC",
+        help_text="Time zone for quiet hours of people without a valid timezone attribute.",
+    )
+    quiet_hours = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='{"start": "22:00", "end": "08:00"} in each person\'s time zone; empty: none.',
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -50,6 +103,19 @@ class App(models.Model):
         from engage.selectors import app_cache_clear
 
         app_cache_clear()
+
+    def clean(self) -> None:
+        from django.core.exceptions import ValidationError
+
+        from engage.errors import InvalidInput
+        from engage.quiet_hours import quiet_hours_validate, zone
+
+        try:
+            self.quiet_hours = quiet_hours_validate(self.quiet_hours)
+        except InvalidInput as exc:
+            raise ValidationError({"quiet_hours": exc.message}) from None
+        if zone(self.timezone) is None:
+            raise ValidationError({"timezone": f'"{self.timezone}" is not an IANA time zone'})
 
 
 class SnowplowAppId(models.Model):
@@ -126,6 +192,35 @@ class Campaign(models.Model):
     goal_window_days = models.PositiveIntegerField(
         default=14, help_text="A goal event counts as a conversion this long after exposure."
     )
+    # Experiment set-up (docs/insights.md): what the campaign should move and how to split.
+    hypothesis = models.TextField(
+        blank=True, default="", help_text="What this campaign should change, and why."
+    )
+    primary_kpi = models.ForeignKey(
+        "engage.Kpi",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="The KPI that decides the experiment (and drives adaptive allocation).",
+    )
+    minimum_detectable_effect = models.DecimalField(
+        max_digits=6,
+        decimal_places=2,
+        default=10,
+        help_text="Smallest relative lift worth detecting, in percent (10 = a 10% change).",
+    )
+    allocation = models.CharField(
+        max_length=16,
+        choices=[("fixed", "Fixed weights"), ("adaptive", "Adaptive (Thompson sampling)")],
+        default="fixed",
+    )
+    adaptive_weights = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Variant weights last computed by adaptive allocation; empty: fixed weights.",
+    )
+    adaptive_updated_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     published_at = models.DateTimeField(null=True, blank=True)
@@ -177,4 +272,84 @@ class Delivery(models.Model):
         return f"{self.kind} #{self.campaign_id} → person {self.person_id}"
 
 
+class TestUser(models.Model):
+    """A user id of the App's own team, on whose open widgets drafts can be previewed."""
+
+    __test__ = False  # a model, not a test class for pytest's collector
+
+    app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="test_users")
+    user_id = models.CharField(max_length=255)
+    note = models.CharField(max_length=200, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["user_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["app", "user_id"], name="test_user_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} ({self.note})" if self.note else self.user_id
+
+
+class PreviewToken(models.Model):
+    """A one-time preview link: shows one campaign to whichever browser redeems it first.
+
+    Only the SHA-256 of the nonce is stored; the link carries a signed, short-lived token.
+    """
+
+    app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="+")
+    kind = models.CharField(max_length=32)
+    campaign_id = models.BigIntegerField()
+    nonce_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+    delivery = models.ForeignKey(
+        Delivery, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"preview of {self.kind} #{self.campaign_id}"
+
+
+class IdentityFailureCause(models.TextChoices):
+    MISSING = "missing", "No hash or token"
+    BAD_SIGNATURE = "bad_signature", "Wrong hash or token signature"
+    TOKEN_EXPIRED = "token_expired", "Token expired"
+    TOKEN_INVALID = "token_invalid", "Malformed token"
+    SUB_MISMATCH = "sub_mismatch", "Token for another user"
+
+
+class IdentityFailure(models.Model):
+    """Identity proofs that failed, counted per App, day and cause, with the latest examples.
+
+    Kept in both enforcement modes; in monitor mode they are the requests that would have been
+    refused, so an App can see who would break before it turns enforcement on.
+    """
+
+    app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="identity_failures")
+    day = models.DateField()
+    cause = models.CharField(max_length=32, choices=IdentityFailureCause.choices)
+    count = models.PositiveIntegerField(default=0)
+    allowed = models.PositiveIntegerField(
+        default=0, help_text="How many were let through (monitor mode)."
+    )
+    examples = models.JSONField(default=list, blank=True)
+    last_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-day", "cause"]
+        constraints = [
+            models.UniqueConstraint(fields=["app", "day", "cause"], name="identity_failure_day"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.cause}: {self.count}"
+
+
+from engage.models_insights import Dashboard, DashboardTile, Insight, Kpi  # noqa: E402,F401
 from engage.models_webhooks import WebhookAttempt, WebhookEndpoint, WebhookMessage  # noqa: E402,F401

@@ -12,6 +12,7 @@ path call `collector_receive`, so they answer the same way:
 from __future__ import annotations
 
 import base64
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -22,10 +23,13 @@ from django.utils import timezone
 
 from engage import errors
 from engage.models import App
+from engage.ratelimit import rate_limit_hit, rate_limited_error
 from engage.selectors import app_get_by_snowplow_aid, origin_allowed_for_app
 from segments.models import EventSource
 from segments.services import EventInput, bad_event_record, events_ingest
 from segments.snowplow import SnowplowEvent, SnowplowRejected, parse_get, parse_post
+
+logger = logging.getLogger(__name__)
 
 PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
 
@@ -55,6 +59,15 @@ def _error(error: errors.EngageError, *headers: tuple[str, str]) -> CollectorAns
 def collector_too_large() -> CollectorAnswer:
     """The answer to a body over the limit: 413, nothing stored (it was not read)."""
     return _error(errors.PayloadTooLarge("Request body is larger than the limit."))
+
+
+def collector_admit(*, client_ip: str) -> CollectorAnswer | None:
+    """Count the request against the client IP's rate limit; the 429 answer when over it
+    (nothing stored: the tracker retries after `Retry-After`), else None."""
+    verdict = rate_limit_hit(scope="collector", identity=client_ip)
+    if verdict.allowed:
+        return None
+    return _error(rate_limited_error(verdict), ("Retry-After", str(verdict.retry_after)))
 
 
 def _to_input(event: SnowplowEvent) -> EventInput:
@@ -94,6 +107,7 @@ def collector_receive(
     try:
         return _receive(method=method, query=query, body=body, origin=origin, nuid=cookie_nuid)
     except (OperationalError, InterfaceError, DatabaseError):
+        logger.warning("database unavailable while storing a collector request", exc_info=True)
         return _error(
             errors.ServiceUnavailable("The database is unavailable; retry shortly."),
             ("Retry-After", "5"),

@@ -78,21 +78,45 @@ class Event(models.Model):
 
     class Meta:
         ordering = ["-received_at", "-id"]
-        constraints = [
-            models.UniqueConstraint(
-                fields=["app", "dedup_id"],
-                condition=Q(dedup_id__isnull=False),
-                name="event_unique_dedup_id_per_app",
-            )
-        ]
+        # No unique constraint on (app, dedup_id): on PostgreSQL the table is partitioned by
+        # month of `timestamp` (segments/partitions.py), and a unique index of a partitioned
+        # table must include the partition key. EventDedup keeps the ids instead.
         indexes = [
             models.Index(fields=["person", "name", "timestamp"], name="event_person_name_ts"),
+            # A person's newest events (people API): on monthly partitions, read newest
+            # partition first and stop at the limit, whatever the length of the history.
+            models.Index(fields=["person", "timestamp"], name="event_person_ts"),
             models.Index(fields=["app", "name", "timestamp"], name="event_app_name_ts"),
             models.Index(fields=["app", "received_at"], name="event_app_received"),
         ]
 
     def __str__(self) -> str:
         return f"{self.name} @ {self.timestamp:%Y-%m-%d %H:%M:%S}"
+
+
+class EventDedup(models.Model):
+    """A dedup id (Snowplow `eid`, API `message_id`) of an App seen in the last days.
+
+    The ingest path inserts here and stores an event only when the id was new, in the same
+    statement. Rows older than ENGAGE_EVENT_DEDUP_DAYS are pruned by the retention task, so
+    the table stays small: a retry that arrives later than that is stored again.
+    """
+
+    # The key itself is the unique (app, dedup id): no surrogate id and no second index to
+    # write on the ingestion hot path.
+    pk = models.CompositePrimaryKey("app", "dedup_id")
+    app = models.ForeignKey(
+        "engage.App", on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    dedup_id = models.CharField(max_length=255)
+    received_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-received_at"]
+        indexes = [models.Index(fields=["received_at"], name="event_dedup_received")]
+
+    def __str__(self) -> str:
+        return self.dedup_id
 
 
 class EventDailyCount(models.Model):

@@ -27,6 +27,7 @@ from segments.models import (
     BadEvent,
     Event,
     EventDailyCount,
+    EventDedup,
     EventSource,
     Person,
     Segment,
@@ -146,6 +147,12 @@ def _cursor() -> Any:
     return db.make_debug_cursor(cursor) if db.queries_logged else db.make_cursor(cursor)
 
 
+def prepared_cursor() -> Any:
+    """The cursor of `_cursor` for other hot paths with fixed statements (the targeting
+    engine's history read): bound and prepared on the server, on PostgreSQL."""
+    return _cursor()
+
+
 # --- people -----------------------------------------------------------------------------------
 
 
@@ -189,7 +196,7 @@ class _People:
         params: list[Any] = []
         if dedup_ids:
             parts.append(
-                f"SELECT 0, NULL, dedup_id, NULL FROM {Event._meta.db_table} "  # noqa: S608
+                f"SELECT 0, NULL, dedup_id, NULL FROM {EventDedup._meta.db_table} "  # noqa: S608
                 f"WHERE app_id = %s AND dedup_id IN ({_placeholders(dedup_ids)})"
             )
             params += [self.app.pk, *dedup_ids]
@@ -478,15 +485,18 @@ class _EventRow:
 def _events_write(
     *, app: App, source: str, received_at: datetime, rows: list[_EventRow]
 ) -> tuple[list[_EventRow], list[int]]:
-    """Insert event rows, add them to their people's per-day counters and move those people's
-    `last_seen` forward: one statement on PostgreSQL, three elsewhere.
+    """Record the rows' dedup ids, insert the rows, add them to their people's per-day
+    counters and move those people's `last_seen` forward: one statement on PostgreSQL, four
+    elsewhere.
 
     Returns the rows as stored (without NUL characters, which PostgreSQL refuses in text and
-    jsonb) and their ids, in the order given.
+    jsonb) and their ids, in the order given. Raises IntegrityError when another transaction
+    stored one of the dedup ids since they were looked up (the caller runs the batch again).
     """
     table = Event._meta.db_table
     if connection.vendor != "postgresql":
         rows = [_event_row_nul_free(row) for row in rows]
+        _dedup_ids_insert(app=app, received_at=received_at, rows=rows)
         ids = _events_insert_values(app=app, source=source, received_at=received_at, rows=rows)
         _counts_add_rows(_day_counts(rows))
         _people_touch(sorted({row.person_id for row in rows}), received_at)
@@ -500,11 +510,18 @@ def _events_write(
         document = json.dumps([_event_row_json(i, row) for i, row in enumerate(rows)])
     counts = json.dumps([[p, name, day.isoformat(), n] for p, name, day, n in _day_counts(rows)])
     counters, people = EventDailyCount._meta.db_table, Person._meta.db_table
+    # The events table is partitioned on PostgreSQL and cannot hold a unique (app, dedup id)
+    # index: the dedup ids go into their own table first, and only the rows whose id was new
+    # (or that have none) are inserted.
     sql = (
-        f"WITH new_events AS (INSERT INTO {table} ({_EVENT_COLUMNS}) "  # noqa: S608
-        "SELECT %s, x.p, x.n, x.pr, x.c, x.t, %s, %s, x.d, x.r "
-        "FROM jsonb_to_recordset(%s::jsonb) AS x(i int, p bigint, n text, pr jsonb, "
-        "c jsonb, t timestamptz, d text, r jsonb) ORDER BY x.i RETURNING id), "
+        "WITH x AS (SELECT * FROM jsonb_to_recordset(%s::jsonb) AS x(i int, p bigint, n text, "  # noqa: S608
+        "pr jsonb, c jsonb, t timestamptz, d text, r jsonb)), "
+        f"fresh AS (INSERT INTO {EventDedup._meta.db_table} (app_id, dedup_id, received_at) "
+        "SELECT %s, x.d, %s FROM x WHERE x.d IS NOT NULL "
+        "ON CONFLICT (app_id, dedup_id) DO NOTHING RETURNING dedup_id), "
+        f"new_events AS (INSERT INTO {table} ({_EVENT_COLUMNS}) "
+        "SELECT %s, x.p, x.n, x.pr, x.c, x.t, %s, %s, x.d, x.r FROM x "
+        "WHERE x.d IS NULL OR x.d IN (SELECT dedup_id FROM fresh) ORDER BY x.i RETURNING id), "
         f"counted AS (INSERT INTO {counters} (person_id, name, day, count) "
         "SELECT (c->>0)::bigint, c->>1, (c->>2)::date, (c->>3)::int "
         "FROM jsonb_array_elements(%s::jsonb) AS c "
@@ -515,12 +532,44 @@ def _events_write(
         "SELECT id FROM new_events"
     )
     touched = sorted({row.person_id for row in rows})
-    params = [app.pk, received_at, source, document, counts, received_at, touched, received_at]
+    params = [
+        document,
+        app.pk,
+        received_at,
+        app.pk,
+        received_at,
+        source,
+        counts,
+        received_at,
+        touched,
+        received_at,
+    ]
     with _cursor() as cursor:
         cursor.execute(sql, params)
         # Ids are drawn in insertion order, so sorted ids match the rows as given.
         ids = sorted(r[0] for r in cursor.fetchall())
+    if len(ids) != len(rows):
+        # A concurrent request stored some of these dedup ids after they were looked up; the
+        # counters above counted them. Roll back and run the batch again (events_ingest).
+        raise IntegrityError("a dedup id of this batch was stored concurrently")
     return rows, ids
+
+
+def _dedup_ids_insert(*, app: App, received_at: datetime, rows: list[_EventRow]) -> None:
+    """Record the rows' dedup ids; IntegrityError when one is stored already."""
+    dedup_ids = [row.dedup_id for row in rows if row.dedup_id]
+    if not dedup_ids:
+        return
+    received = connection.ops.adapt_datetimefield_value(received_at)
+    params: list[Any] = []
+    for dedup_id in dedup_ids:
+        params += [app.pk, dedup_id, received]
+    with _cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {EventDedup._meta.db_table} (app_id, dedup_id, received_at) "  # noqa: S608
+            f"VALUES {', '.join(['(%s, %s, %s)'] * len(dedup_ids))}",
+            params,
+        )
 
 
 def _events_insert_values(
