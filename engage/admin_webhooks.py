@@ -104,6 +104,7 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
     def rotate_secret(self, request: HttpRequest, queryset: QuerySet[WebhookEndpoint]) -> None:
         for endpoint in queryset:
             secret = webhook_endpoint_secret_rotate(endpoint=endpoint)
+            self.log_change(request, endpoint, "Rotated the signing secret.")
             messages.warning(request, f"New signing secret of {endpoint.url}: {secret}")
 
 
@@ -178,4 +179,5 @@ class WebhookMessageAdmin(admin.ModelAdmin):
     def send_again(self, request: HttpRequest, queryset: QuerySet[WebhookMessage]) -> None:
         for message in queryset:
             webhook_message_resend(message=message)
+            self.log_change(request, message, "Queued to be sent again.")
         messages.info(request, f"{queryset.count()} message(s) queued to be sent again.")

@@ -73,6 +73,13 @@ class PayloadTooLarge(EngageError):
     status = 413
 
 
+class RateLimited(EngageError):
+    """429: answered with `Retry-After` (seconds, also in `details.retry_after`)."""
+
+    code = "rate_limited"
+    status = 429
+
+
 class ServiceUnavailable(EngageError):
     code = "service_unavailable"
     status = 503

@@ -10,6 +10,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from django.utils import timezone
+
 from engage import keys
 from engage.models import App, SnowplowAppId
 
@@ -39,8 +41,24 @@ def app_get_by_public_key(public_key: str) -> App | None:
 
 
 def app_get_by_secret_key(secret_key: str) -> App | None:
+    """The App whose current secret key this is, or whose previous one (after a rotation)
+    while its grace period lasts."""
     digest = keys.secret_key_hash(secret_key)
-    return _cached("sk", digest, lambda: App.objects.filter(secret_key_hash=digest).first())
+    app = _cached("sk", digest, lambda: _app_by_secret_digest(digest))
+    if app is None or app.secret_key_hash == digest:
+        return app
+    # The previous key: checked on every call, so that it stops exactly when its time is up.
+    until = app.secret_key_previous_until
+    return app if until is not None and until > timezone.now() else None
+
+
+def _app_by_secret_digest(digest: str) -> App | None:
+    app = App.objects.filter(secret_key_hash=digest).first()
+    if app is None:
+        app = App.objects.filter(
+            secret_key_hash_previous=digest, secret_key_previous_until__gt=timezone.now()
+        ).first()
+    return app
 
 
 def app_get_by_snowplow_aid(aid: str) -> App | None:
@@ -68,6 +86,12 @@ def origin_allowed_for_any_app(origin: str) -> bool:
 
 
 _origins_cache: set[str] = set()
+
+
+def origin_allowed_by_last_list(origin: str) -> bool:
+    """`origin_allowed_for_any_app` on the list as last read, without a query (for callers
+    in an async context, where the ORM may not run)."""
+    return origin.rstrip("/") in _origins_cache or "*" in _origins_cache
 
 
 def origin_allowed_for_app(app: App, origin: str | None) -> bool:

@@ -55,6 +55,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
 ]
 
 ROOT_URLCONF = "engage.urls"
@@ -99,6 +100,22 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["TEST"] = {
         "NAME": str(Path(tempfile.gettempdir()) / f"engage-test-{os.getpid()}.sqlite3")
     }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env.bool(
+    "DB_POOL", default=True
+):
+    # Daphne runs each request's sync code in a thread of its own, and Django keeps connections
+    # per thread: without a pool every request connects anew (a backend start and cold caches,
+    # ~20 ms). The pool lends warm connections to whichever thread asks and takes them back at
+    # the end of the request. Pooling replaces persistent connections.
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    # A health check would cost a round trip at every checkout; the pool drops connections
+    # that come back broken, and a request that meets a dead one answers 503 (retry helps).
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = False
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": env.int("DB_POOL_MIN_SIZE", default=2),
+        "max_size": env.int("DB_POOL_MAX_SIZE", default=20),
+        "timeout": env.float("DB_POOL_TIMEOUT", default=10.0),
+    }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env.str("REDIS_URL", default="")
@@ -120,8 +137,12 @@ if REDIS_URL:
     }
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            # Django's RedisCache with one connection pool per process, not per thread.
+            "BACKEND": "engage.cache.SharedPoolRedisCache",
             "LOCATION": REDIS_URL,
+            # Short commands only: a Redis that hangs must not hang requests (callers fall
+            # back, see engage.campaigns.campaigns_version).
+            "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
         }
     }
 else:
@@ -143,6 +164,12 @@ CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE = {
     "campaigns-schedule": {"task": "engage.tasks.campaigns_schedule", "schedule": 60.0},
     "webhooks-send-overdue": {"task": "engage.tasks.webhooks_send_overdue", "schedule": 300.0},
+    # Event partitions and retention (segments/partitions.py).
+    "events-maintain": {"task": "segments.tasks.events_maintain", "schedule": 86400.0},
+    "sentiment-score-pending": {"task": "surveys.tasks.sentiment_score_pending", "schedule": 300.0},
+    "sentiment-alerts-check": {"task": "surveys.tasks.sentiment_alerts_check", "schedule": 3600.0},
+    # Thompson sampling weights of adaptive campaigns (engage/kpis.py).
+    "adaptive-allocations": {"task": "engage.tasks.adaptive_allocations", "schedule": 3600.0},
 }
 
 LANGUAGE_CODE = "en-us"
@@ -164,7 +191,85 @@ AUTH_PASSWORD_VALIDATORS = [
 # Engage limits.
 ENGAGE_MAX_BODY_BYTES = env.int("ENGAGE_MAX_BODY_BYTES", default=1_048_576)
 ENGAGE_MAX_BATCH_EVENTS = env.int("ENGAGE_MAX_BATCH_EVENTS", default=500)
+# Time budget of one insight query (trends, funnels, KPIs); past it the API answers 422.
+ENGAGE_INSIGHT_TIMEOUT_MS = env.int("ENGAGE_INSIGHT_TIMEOUT_MS", default=10_000)
+# PostgreSQL work_mem inside one insight's transaction (sorts and hashes in memory); "" = server's.
+ENGAGE_INSIGHT_WORK_MEM = env.str("ENGAGE_INSIGHT_WORK_MEM", default="128MB")
 DATA_UPLOAD_MAX_MEMORY_SIZE = ENGAGE_MAX_BODY_BYTES
+# Events (docs/ingestion.md, "Partitions and retention"): a retry whose dedup id was received
+# longer ago than this is stored again; monthly partitions made ahead; rows per DELETE.
+ENGAGE_EVENT_DEDUP_DAYS = env.int("ENGAGE_EVENT_DEDUP_DAYS", default=30)
+ENGAGE_EVENT_PARTITIONS_AHEAD = env.int("ENGAGE_EVENT_PARTITIONS_AHEAD", default=3)
+ENGAGE_RETENTION_BATCH = env.int("ENGAGE_RETENTION_BATCH", default=10_000)
+# Sentiment of free-text answers: the analyzer class (dotted path); VADER, offline, by default.
+ENGAGE_SENTIMENT_ANALYZER = env.str(
+    "ENGAGE_SENTIMENT_ANALYZER", default="surveys.sentiment_analysis.VaderAnalyzer"
+)
+
+# Rate limits (engage.ratelimit): "N/s", "N/m", "N/h", "N/10s"…, or "off". Counted in Redis when
+# REDIS_URL is set, else per process. Generous defaults: tighten them for your traffic.
+# Collector: per client IP (a server-side tracker sends everything from one address).
+ENGAGE_RATE_LIMIT_COLLECTOR = env.str("ENGAGE_RATE_LIMIT_COLLECTOR", default="120000/m")
+# Events, identify, widget, deliveries and responses: per public key and client IP.
+ENGAGE_RATE_LIMIT_PUBLIC = env.str("ENGAGE_RATE_LIMIT_PUBLIC", default="6000/m")
+# Management and targeting APIs: per App (its secret key).
+ENGAGE_RATE_LIMIT_SECRET = env.str("ENGAGE_RATE_LIMIT_SECRET", default="30000/m")
+# Websocket connects: per public key and client IP (refused with close code 4429).
+ENGAGE_RATE_LIMIT_WS_CONNECT = env.str("ENGAGE_RATE_LIMIT_WS_CONNECT", default="30000/m")
+
+
+def _rates_check() -> None:
+    from engage.ratelimit import SCOPE_SETTINGS, rate_parse
+
+    for name in SCOPE_SETTINGS.values():
+        try:
+            rate_parse(globals()[name])
+        except ValueError as exc:
+            raise ImproperlyConfigured(f"{name}: {exc}") from exc
+
+
+_rates_check()
+
+# Browser security. Outside DEBUG cookies are HTTPS-only; HSTS and trusting the proxy's
+# X-Forwarded-Proto are opt-in because they depend on how TLS is terminated (docs/deploy.md).
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=not DEBUG)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=not DEBUG)
+SESSION_COOKIE_HTTPONLY = True
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
+if env.bool("ENGAGE_BEHIND_TLS_PROXY", default=False):
+    # Only behind a proxy that sets X-Forwarded-Proto itself (and strips clients' copies).
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+# Content Security Policy (django-csp) of Engage's own pages (admin, API docs); on outside
+# DEBUG unless ENGAGE_CSP says otherwise. The admin uses only scripts and styles of its own.
+ENGAGE_CSP = env.bool("ENGAGE_CSP", default=not DEBUG)
+ENGAGE_CSP_DIRECTIVES: dict[str, list[str]] = {
+    "default-src": ["'self'"],
+    "script-src": ["'self'"],
+    "style-src": ["'self'"],
+    "img-src": ["'self'", "data:"],
+    "font-src": ["'self'"],
+    "connect-src": ["'self'"],
+    "object-src": ["'none'"],
+    "base-uri": ["'self'"],
+    "form-action": ["'self'"],
+    "frame-ancestors": ["'none'"],
+}
+CONTENT_SECURITY_POLICY = (
+    {
+        "DIRECTIVES": ENGAGE_CSP_DIRECTIVES,
+        # Data endpoints are never rendered as pages: no policy to send.
+        "EXCLUDE_URL_PREFIXES": ["/api/v1/", "/i", "/com.snowplowanalytics.snowplow/"],
+    }
+    if ENGAGE_CSP
+    else None
+)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [],
@@ -175,6 +280,7 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "engage.api.exceptions.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "engage.api.pagination.CursorPagination",
+    "DEFAULT_THROTTLE_CLASSES": ["engage.api.throttling.AppKeyThrottle"],
     "PAGE_SIZE": 50,
 }
 

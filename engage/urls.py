@@ -11,9 +11,14 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     re_path(r"^healthz/?$", views.healthz, name="healthz"),
     re_path(r"^api/schema/?$", SpectacularAPIView.as_view(), name="schema"),
-    re_path(r"^api/docs/?$", SpectacularRedocView.as_view(url_name="schema"), name="api-docs"),
+    re_path(
+        r"^api/docs/?$",
+        views.api_docs_csp(SpectacularRedocView.as_view(url_name="schema")),
+        name="api-docs",
+    ),
     path("", include("segments.urls")),
     path("", include("engage.api.urls")),
+    path("", include("engage.api.urls_insights")),
     path("", include("messaging.urls")),
     path("", include("surveys.urls")),
 ]

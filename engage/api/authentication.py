@@ -10,12 +10,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, permissions
 from rest_framework.request import Request
 
 from engage import errors, keys
 from engage.models import App
-from engage.selectors import app_get_by_public_key, app_get_by_secret_key
+from engage.selectors import (
+    app_get_by_public_key,
+    app_get_by_secret_key,
+    origin_allowed_for_app,
+)
 
 
 @dataclass(frozen=True)
@@ -59,6 +64,22 @@ class AppKeyAuthentication(authentication.BaseAuthentication):
         return 'Bearer realm="engage"'
 
 
+class AppKeyScheme(OpenApiAuthenticationExtension):
+    """How the OpenAPI schema documents App keys (drf-spectacular finds it by target_class)."""
+
+    target_class = "engage.api.authentication.AppKeyAuthentication"
+    name = "appKey"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "The App's secret key (sk_…) for management and targeting; its "
+            "public key (pk_…, also accepted in X-Engage-Key) for events, identify and the "
+            "widget endpoints.",
+        }
+
+
 class SecretKeyRequired(permissions.BasePermission):
     def has_permission(self, request: Request, view: Any) -> bool:
         credential = request.auth
@@ -77,6 +98,22 @@ class AnyAppKey(permissions.BasePermission):
         if not isinstance(request.auth, AppCredential):
             raise errors.NotAuthenticated("Missing API key.", code="missing_key")
         return True
+
+
+def public_origin_check(request: Request, credential: AppCredential) -> None:
+    """A browser using a public key must be on one of the App's origins (403 otherwise).
+
+    Requests without an Origin (servers, mobile apps) pass: only browsers send one, and this
+    keeps another site's pages from using the App's key. Secret keys are never checked.
+    """
+    if credential.kind != "public":
+        return
+    origin = request.headers.get("Origin")
+    if not origin_allowed_for_app(credential.app, origin):
+        raise errors.PermissionDenied(
+            f'Origin "{origin}" is not an allowed origin of this App.',
+            code="origin_not_allowed",
+        )
 
 
 def request_app(request: Request) -> App:

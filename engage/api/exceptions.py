@@ -37,6 +37,8 @@ def error_response(error: errors.EngageError, headers: dict[str, str] | None = N
 def to_engage_error(exc: Exception) -> tuple[errors.EngageError, dict[str, str]] | None:
     headers: dict[str, str] = {}
     if isinstance(exc, errors.EngageError):
+        if isinstance(exc, errors.RateLimited) and isinstance(exc.details, dict):
+            headers["Retry-After"] = str(exc.details.get("retry_after", 1))
         return exc, headers
     if isinstance(exc, drf.ValidationError):
         path, message = _first_message(exc.detail)

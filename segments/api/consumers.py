@@ -35,9 +35,14 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError, connections
 from django.http.cookie import parse_cookie
 
-from engage import errors
+from engage import errors, ratelimit
 from engage.selectors import origin_allowed_for_any_app
-from segments.collector import CollectorAnswer, collector_query_from_bytes, collector_receive
+from segments.collector import (
+    CollectorAnswer,
+    collector_admit,
+    collector_query_from_bytes,
+    collector_receive,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -76,15 +81,25 @@ def _database_unavailable() -> CollectorAnswer:
 
 
 def collector_answer(
-    *, method: str, query_string: bytes, body: bytes, origin: str | None, cookie: str | None
+    *,
+    method: str,
+    query_string: bytes,
+    body: bytes,
+    origin: str | None,
+    cookie: str | None,
+    client_ip: str = "unknown",
 ) -> tuple[int, Headers, bytes]:
     """Receive one collector request and shape the HTTP answer (runs in a database thread).
 
     Stores the request's events through `collector_receive` for GET and POST, and decides the
     CORS headers (the allowed-origins lookup is cached, but may query when the cache expired).
     """
+    extra: list[tuple[str, str]] = []
     try:
-        if method in ("GET", "POST"):
+        throttled = collector_admit(client_ip=client_ip) if method in ("GET", "POST") else None
+        if throttled is not None:
+            answer = throttled
+        elif method in ("GET", "POST"):
             answer = collector_receive(
                 method=method,
                 query=collector_query_from_bytes(query_string),
@@ -92,10 +107,8 @@ def collector_answer(
                 origin=origin,
                 cookie_nuid=parse_cookie(cookie).get("sp") if cookie else None,
             )
-            extra: list[tuple[str, str]] = []
         elif method == "OPTIONS":
             answer = CollectorAnswer(200, b"", _EMPTY_CONTENT_TYPE)
-            extra = []
         else:
             answer = CollectorAnswer(405, b"", _EMPTY_CONTENT_TYPE)
             extra = [("Allow", _ALLOWED_METHODS)]
@@ -205,6 +218,7 @@ class CollectorConsumer(AsyncHttpConsumer):
             body=body,
             origin=origin,
             cookie=cookie,
+            client_ip=ratelimit.client_ip(self.scope),
         )
         await self.send({"type": "http.response.start", "status": status, "headers": headers})
         await self.send({"type": "http.response.body", "body": content})

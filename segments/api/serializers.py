@@ -7,6 +7,8 @@ from typing import Any
 from django.conf import settings
 from rest_framework import serializers
 
+from engage import errors
+
 
 class IdField(serializers.CharField):
     """User and anonymous ids: strings, or numbers sent by loosely typed clients."""
@@ -29,6 +31,7 @@ class EventInSerializer(serializers.Serializer):
     user_id = IdField()
     anonymous_id = IdField()
     user_hash = serializers.CharField(required=False, allow_blank=True, max_length=128)
+    user_token = serializers.CharField(required=False, allow_blank=True, max_length=8192)
     properties = serializers.DictField(required=False, default=dict)
     timestamp = serializers.DateTimeField(required=False, allow_null=True)
     message_id = serializers.CharField(required=False, allow_null=True, max_length=255)
@@ -47,7 +50,10 @@ class EventsBatchSerializer(serializers.Serializer):
     def validate_events(self, value: list[Any]) -> list[Any]:
         limit = settings.ENGAGE_MAX_BATCH_EVENTS
         if len(value) > limit:
-            raise serializers.ValidationError(f"at most {limit} events in one batch")
+            # 413 like a body over the limit: the same request can never succeed; split it.
+            raise errors.PayloadTooLarge(
+                f"events: at most {limit} events in one batch", code="batch_too_large"
+            )
         return value
 
 
@@ -60,6 +66,7 @@ class IdentifySerializer(serializers.Serializer):
     user_id = IdField(required=True, allow_null=False, allow_blank=False)
     anonymous_id = IdField()
     user_hash = serializers.CharField(required=False, allow_blank=True, max_length=128)
+    user_token = serializers.CharField(required=False, allow_blank=True, max_length=8192)
     attributes = serializers.DictField(required=False, default=dict)
 
 

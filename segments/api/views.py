@@ -20,9 +20,11 @@ from engage.api.authentication import (
     AppCredential,
     AppKeyAuthentication,
     SecretKeyRequired,
+    public_origin_check,
     request_app,
 )
 from engage.api.identity import user_hash_check
+from engage.ratelimit import client_ip
 from engage.selectors import origin_allowed_for_any_app
 from segments.api.serializers import (
     DebugEventsPageSerializer,
@@ -33,6 +35,8 @@ from segments.api.serializers import (
     PersonSerializer,
 )
 from segments.collector import (
+    CollectorAnswer,
+    collector_admit,
     collector_query_from_bytes,
     collector_receive,
     collector_too_large,
@@ -54,6 +58,10 @@ def collector(request: HttpRequest) -> HttpResponse:
     origin = request.headers.get("Origin")
     if request.method == "OPTIONS":
         response = HttpResponse(status=200)
+    elif request.method in ("GET", "POST") and (
+        throttled := collector_admit(client_ip=client_ip(request.META))
+    ):
+        response = _collector_response(throttled)
     elif request.method in ("GET", "POST"):
         try:
             body = request.body if request.method == "POST" else b""
@@ -68,9 +76,7 @@ def collector(request: HttpRequest) -> HttpResponse:
                 origin=origin,
                 cookie_nuid=request.COOKIES.get("sp"),
             )
-        response = HttpResponse(answer.body, status=answer.status, content_type=answer.content_type)
-        for name, value in answer.headers:
-            response[name] = value
+        response = _collector_response(answer)
     else:
         response = HttpResponse(status=405)
         response["Allow"] = "GET, POST, OPTIONS"
@@ -81,6 +87,13 @@ def collector(request: HttpRequest) -> HttpResponse:
         response["Access-Control-Allow-Headers"] = "Content-Type"
         response["Access-Control-Max-Age"] = "86400"
         response["Vary"] = "Origin"
+    return response
+
+
+def _collector_response(answer: CollectorAnswer) -> HttpResponse:
+    response = HttpResponse(answer.body, status=answer.status, content_type=answer.content_type)
+    for name, value in answer.headers:
+        response[name] = value
     return response
 
 
@@ -113,6 +126,7 @@ class EventsView(EngageAPIView):
     )
     def post(self, request: Request) -> Response:
         credential: AppCredential = request.auth  # type: ignore[assignment]
+        public_origin_check(request, credential)
         app = credential.app
         received_at = timezone.now()
         batch = _validated(EventsBatchSerializer, request.data)
@@ -138,6 +152,8 @@ class EventsView(EngageAPIView):
                     app=app,
                     user_id=data["user_id"],
                     user_hash=data.get("user_hash") or request.headers.get("X-Engage-User-Hash"),
+                    user_token=data.get("user_token") or request.headers.get("X-Engage-User-Token"),
+                    door="events",
                 )
             inputs.append(
                 EventInput(
@@ -168,18 +184,23 @@ class IdentifyView(EngageAPIView):
     @extend_schema(request=IdentifySerializer, responses={200: PersonSerializer})
     def post(self, request: Request) -> Response:
         credential: AppCredential = request.auth  # type: ignore[assignment]
+        public_origin_check(request, credential)
         data = _validated(IdentifySerializer, request.data)
+        trusted = None
         if credential.kind == "public":
-            user_hash_check(
+            # A valid identity token's attributes win over those the client sends.
+            trusted = user_hash_check(
                 app=credential.app,
                 user_id=data["user_id"],
                 user_hash=data.get("user_hash") or request.headers.get("X-Engage-User-Hash"),
+                user_token=data.get("user_token") or request.headers.get("X-Engage-User-Token"),
+                door="identify",
             )
         person = person_identify(
             app=credential.app,
             user_id=data["user_id"],
             anonymous_id=data.get("anonymous_id") or None,
-            attributes=data.get("attributes") or {},
+            attributes={**(data.get("attributes") or {}), **(trusted or {})},
         )
         return Response(PersonSerializer(person_profile(person=person)).data)
 

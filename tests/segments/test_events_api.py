@@ -86,7 +86,8 @@ def test_malformed_bodies_get_a_json_400(public_client, body, needle):
 def test_batch_over_the_limit_is_refused(public_client, settings):
     settings.ENGAGE_MAX_BATCH_EVENTS = 2
     response = _events(public_client, [{"name": "x", "user_id": "u"}] * 3)
-    assert response.status_code == 400
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "batch_too_large"
     assert "events" in response.json()["error"]["message"]
 
 
