@@ -11,6 +11,7 @@ from rest_framework.test import APIClient
 from engage.models import App
 from engage.selectors import app_cache_clear
 from engage.services import app_create
+from engage.targeting import _compiled
 
 REQUIRE_SERVICES = os.environ.get("ENGAGE_REQUIRE_SERVICES") == "1"
 
@@ -39,7 +40,9 @@ def redis_url() -> str:
 
 @pytest.fixture(autouse=True)
 def _clear_app_cache() -> None:
+    """Per-process caches keyed by App id: test databases reuse ids, so start each test clean."""
     app_cache_clear()
+    _compiled.clear()
 
 
 @dataclass

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -17,7 +18,7 @@ from engage.api.authentication import (
     SecretKeyRequired,
     request_app,
 )
-from engage.api.identity import user_hash_check
+from engage.api.identity import request_identity_check
 from engage.api.serializers import (
     DeliveryEventSerializer,
     DeliveryStateSerializer,
@@ -26,8 +27,10 @@ from engage.api.serializers import (
     KeyCheckSerializer,
 )
 from engage.deliveries import delivery_event_record, targeting_evaluate
+from engage.preview import preview_token_redeem
 from engage.selectors import origin_allowed_for_app
 from engage.targeting import Moment
+from segments.api.serializers import IdField
 from segments.services import person_resolve
 
 
@@ -57,13 +60,9 @@ def widget_request_check(request: Request, *, user_id: str | None) -> AppCredent
                 f'Origin "{origin}" is not an allowed origin of this App.',
                 code="origin_not_allowed",
             )
-        if user_id:
-            user_hash_check(
-                app=credential.app,
-                user_id=user_id,
-                user_hash=request.headers.get("X-Engage-User-Hash")
-                or request.query_params.get("user_hash"),
-            )
+        request_identity_check(
+            request, app=credential.app, user_id=user_id, data=request.data, door="widget"
+        )
     return credential
 
 
@@ -147,6 +146,38 @@ class DeliveryEventsView(APIView):
                 "dismissed_at": delivery.dismissed_at,
             }
         )
+
+
+class PreviewRedeemSerializer(serializers.Serializer):
+    token = serializers.CharField(max_length=1024)
+    user_id = IdField()
+    anonymous_id = IdField()
+    locale = serializers.CharField(required=False, allow_blank=True, max_length=35)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if not attrs.get("user_id") and not attrs.get("anonymous_id"):
+            raise serializers.ValidationError({"anonymous_id": "give a user_id or an anonymous_id"})
+        return attrs
+
+
+class WidgetPreviewView(APIView):
+    """`POST /api/v1/widget/preview`: the campaign of a one-time preview link, as a test."""
+
+    authentication_classes = [AppKeyAuthentication]
+    permission_classes = [AnyAppKey]
+
+    @extend_schema(request=PreviewRedeemSerializer, responses={200: ItemsSerializer})
+    def post(self, request: Request) -> Response:
+        data = _validated(PreviewRedeemSerializer, request.data)
+        credential = widget_request_check(request, user_id=data.get("user_id"))
+        item = preview_token_redeem(
+            app=credential.app,
+            token=data["token"],
+            user_id=data.get("user_id") or None,
+            anonymous_id=data.get("anonymous_id") or None,
+            locale=data.get("locale") or None,
+        )
+        return Response({"items": [item.as_dict()]})
 
 
 class KeyCheckView(APIView):

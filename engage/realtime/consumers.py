@@ -28,8 +28,10 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError, connections
 
-from engage import errors, keys
+from engage import errors, keys, ratelimit
+from engage.identity import identity_verify
 from engage.models import App
+from engage.preview import preview_token_redeem
 from engage.realtime import frames, services
 from engage.realtime.frames import (
     Ack,
@@ -43,6 +45,7 @@ from engage.realtime.frames import (
     Page,
     Ping,
     Pong,
+    Preview,
     ServerFrame,
     Show,
     Snapshot,
@@ -61,7 +64,9 @@ logger = logging.getLogger(__name__)
 CLOSE_UNAUTHORIZED = 4401  # unknown key, or a missing or wrong user_hash
 CLOSE_ORIGIN = 4403  # the page's Origin is not allowed for the App
 CLOSE_TIMEOUT = 4408  # no hello in time, or silent for more than two heartbeats
-CLOSE_TOO_MANY_ERRORS = 4429  # more than BAD_FRAME_LIMIT bad frames in BAD_FRAME_WINDOW
+# More than BAD_FRAME_LIMIT bad frames in BAD_FRAME_WINDOW, or connects over the rate limit
+# (ENGAGE_RATE_LIMIT_WS_CONNECT).
+CLOSE_TOO_MANY_ERRORS = 4429
 CLOSE_TRY_AGAIN = 1013  # the database is unavailable while checking the key
 
 BAD_FRAME_LIMIT = 20
@@ -111,6 +116,16 @@ def db(function: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
     return database_sync_to_async(function, thread_sensitive=False, executor=_executor())
 
 
+def _connect_admit(key: str | None, client_ip: str) -> tuple[bool, App | None]:
+    """Count a connect against the key's and client's rate limit (one counter round trip),
+    then find the App of the key: (False, None) when over the limit."""
+    if not key or not key.startswith(keys.PUBLIC_PREFIX):
+        return True, None
+    if not ratelimit.rate_limit_hit(scope="ws_connect", identity=f"{key}:{client_ip}").allowed:
+        return False, None
+    return True, app_get_by_public_key(key)
+
+
 class WidgetConsumer(AsyncWebsocketConsumer):
     """One widget connection. State: the App, who the person is, and where they are."""
 
@@ -140,14 +155,13 @@ class WidgetConsumer(AsyncWebsocketConsumer):
         await self.accept()
         key = self._query("key")
         try:
-            app = (
-                await db(app_get_by_public_key)(key)
-                if key and key.startswith(keys.PUBLIC_PREFIX)
-                else None
-            )
+            admitted, app = await db(_connect_admit)(key, ratelimit.client_ip(self.scope))
         except (OperationalError, InterfaceError, DatabaseError):
             logger.exception("websocket key lookup failed")
             await self._close(CLOSE_TRY_AGAIN, "database unavailable")
+            return
+        if not admitted:
+            await self._close(CLOSE_TOO_MANY_ERRORS, "rate limited")
             return
         if app is None:
             await self._close(CLOSE_UNAUTHORIZED, "unknown key")
@@ -199,7 +213,9 @@ class WidgetConsumer(AsyncWebsocketConsumer):
         handler = self._handlers[type(frame)]
         try:
             await handler(self, frame)
-        except errors.IdentityVerificationFailed:
+        except errors.IdentityVerificationFailed as exc:
+            # The error frame names the cause (token_expired, bad_signature, …) before the close.
+            await self._send(Error(code=exc.code, message=exc.message, id=frame.id))
             await self._close(CLOSE_UNAUTHORIZED, "identity verification failed")
             return
         except errors.EngageError as exc:
@@ -242,12 +258,12 @@ class WidgetConsumer(AsyncWebsocketConsumer):
     async def _on_hello(self, frame: ClientFrame) -> None:
         assert isinstance(frame, Hello)  # noqa: S101 - by the handler table
         app = self._app()
-        self._verify(frame.user_id, frame.user_hash)
+        trusted = await self._verify(frame.user_id, frame.user_hash, frame.user_token)
         person: Person = await db(services.session_open)(
             app=app,
             user_id=frame.user_id,
             anonymous_id=frame.anonymous_id,
-            attributes=frame.attributes,
+            attributes={**(frame.attributes or {}), **(trusted or {})} or None,
         )
         self.user_id = frame.user_id
         self.anonymous_id = frame.anonymous_id
@@ -282,12 +298,12 @@ class WidgetConsumer(AsyncWebsocketConsumer):
     async def _on_identify(self, frame: ClientFrame) -> None:
         assert isinstance(frame, Identify)  # noqa: S101
         app = self._app()
-        self._verify(frame.user_id, frame.user_hash)
+        trusted = await self._verify(frame.user_id, frame.user_hash, frame.user_token)
         person: Person = await db(services.session_identify)(
             app=app,
             user_id=frame.user_id,
             anonymous_id=self.anonymous_id,
-            attributes=frame.attributes,
+            attributes={**(frame.attributes or {}), **(trusted or {})} or None,
         )
         self.user_id = frame.user_id
         await self._join(person.pk)
@@ -351,6 +367,17 @@ class WidgetConsumer(AsyncWebsocketConsumer):
     async def _on_ping(self, frame: ClientFrame) -> None:
         await self._send(Pong(id=frame.id))
 
+    async def _on_preview(self, frame: ClientFrame) -> None:
+        assert isinstance(frame, Preview)  # noqa: S101
+        item: Item = await db(preview_token_redeem)(
+            app=self._app(),
+            token=frame.token,
+            user_id=self.user_id,
+            anonymous_id=self.anonymous_id,
+            locale=self.locale,
+        )
+        await self._send(Show(item=item.as_dict()))
+
     _handlers: dict[type[ClientFrame], Callable[[WidgetConsumer, ClientFrame], Awaitable[None]]] = {
         Hello: _on_hello,
         Identify: _on_identify,
@@ -359,6 +386,7 @@ class WidgetConsumer(AsyncWebsocketConsumer):
         DeliveryReport: _on_delivery,
         Answer: _on_answer,
         Ping: _on_ping,
+        Preview: _on_preview,
     }
 
     # --- pushes from the channel layer --------------------------------------------------------
@@ -406,16 +434,21 @@ class WidgetConsumer(AsyncWebsocketConsumer):
                 return str(value.decode("latin-1"))
         return None
 
-    def _verify(self, user_id: str | None, user_hash: str | None) -> None:
+    async def _verify(
+        self, user_id: str | None, user_hash: str | None, user_token: str | None
+    ) -> dict[str, Any] | None:
+        """Check the identity proof (docs/identity.md); the token's trusted attributes, if any.
+
+        Raises IdentityVerificationFailed when refused (enforce mode); monitor mode counts the
+        failure and lets the connection go on.
+        """
         app = self._app()
-        if (
-            user_id
-            and app.identity_verification
-            and not keys.user_hash_valid(
-                identity_secret=app.identity_secret, user_id=user_id, user_hash=user_hash
-            )
-        ):
-            raise errors.IdentityVerificationFailed("user_hash: missing or wrong")
+        if not user_id or not app.identity_verification:
+            return None
+        proof = await db(identity_verify)(
+            app=app, user_id=user_id, user_hash=user_hash, user_token=user_token, door="websocket"
+        )
+        return proof.attributes if proof.verified else None
 
     async def _send(self, frame: ServerFrame) -> None:
         if not self.closing:
@@ -500,7 +533,13 @@ class WidgetConsumer(AsyncWebsocketConsumer):
 
     async def _group_add(self, group: str) -> None:
         async with layer_gate():
-            await self.channel_layer.group_add(group, self.channel_name)
+            try:
+                await self.channel_layer.group_add(group, self.channel_name)
+            except Exception:
+                # After Redis restarts, each pooled connection fails its first command and is
+                # dropped: one more try gets a fresh one (a Redis still down fails it again).
+                logger.warning("channel layer group_add failed once; trying again")
+                await self.channel_layer.group_add(group, self.channel_name)
 
     async def _group_discard(self, group: str) -> None:
         async with layer_gate():

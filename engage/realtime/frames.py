@@ -26,6 +26,7 @@ MAX_FRAME_BYTES = 64 * 1024
 MAX_DEPTH = 32
 MAX_ID_LENGTH = 255
 MAX_URL_LENGTH = 4096
+MAX_TOKEN_LENGTH = 8192
 
 FrameId = str | int
 
@@ -195,6 +196,7 @@ class Hello(ClientFrame):
     anonymous_id: str = field(metadata=_wire(Text()))
     user_id: str | None = field(default=None, metadata=_wire(Text()))
     user_hash: str | None = field(default=None, metadata=_wire(Text(max_length=128)))
+    user_token: str | None = field(default=None, metadata=_wire(Text(max_length=MAX_TOKEN_LENGTH)))
     attributes: dict[str, Any] | None = field(default=None, metadata=_wire(JsonObject()))
     url: str | None = field(default=None, metadata=_wire(Text(max_length=MAX_URL_LENGTH)))
     locale: str | None = field(default=None, metadata=_wire(Text(max_length=35)))
@@ -209,6 +211,7 @@ class Identify(ClientFrame):
     type: ClassVar[str] = "identify"
     user_id: str = field(metadata=_wire(Text()))
     user_hash: str | None = field(default=None, metadata=_wire(Text(max_length=128)))
+    user_token: str | None = field(default=None, metadata=_wire(Text(max_length=MAX_TOKEN_LENGTH)))
     attributes: dict[str, Any] | None = field(default=None, metadata=_wire(JsonObject()))
 
 
@@ -264,8 +267,16 @@ class Ping(ClientFrame):
     type: ClassVar[str] = "ping"
 
 
+@dataclass(frozen=True, kw_only=True)
+class Preview(ClientFrame):
+    """The token of a preview link (`?engage_preview=…`): the server answers with `show`."""
+
+    type: ClassVar[str] = "preview"
+    token: str = field(metadata=_wire(Text(max_length=1024)))
+
+
 CLIENT_FRAMES: dict[str, type[ClientFrame]] = {
-    cls.type: cls for cls in (Hello, Identify, Page, Track, DeliveryReport, Answer, Ping)
+    cls.type: cls for cls in (Hello, Identify, Page, Track, DeliveryReport, Answer, Ping, Preview)
 }
 
 

@@ -2,7 +2,9 @@
 
 - `events_push` (events listener): an event from any door triggers matching event campaigns
   on the person's open widgets. Presence is asked first, so events of people without an open
-  widget cost one presence lookup per batch and no evaluation.
+  widget cost one presence lookup per batch and no evaluation. With the Redis channel layer
+  this runs on the process's push worker (`PushWorker`), off the request that stored the
+  events, in batches.
 - `campaign_status_push` (status listener): a campaign going live is pushed to eligible
   connected people by a Celery task in batches; a paused or archived one is revoked on every
   open widget of the App.
@@ -16,15 +18,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import queue
+import threading
 import time
 import weakref
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
 from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
-from django.db import transaction
+from channels.layers import InMemoryChannelLayer, get_channel_layer
+from django.db import close_old_connections, transaction
 
 from engage import errors
 from engage.campaigns import campaign_get_for_app
@@ -32,12 +36,14 @@ from engage.models import App, Campaign, CampaignStatus, TriggerOn
 from engage.realtime.presence import presence
 from engage.realtime.services import moment_items
 from engage.targeting import (
+    CompiledApp,
     CompiledCampaign,
     Item,
     Moment,
     compile_one,
     compiled_app,
     decide,
+    decisions_commit_async,
     items_for,
     situation_build,
 )
@@ -117,9 +123,118 @@ def group_messages_send(messages: list[Send]) -> None:
                 logger.error("realtime push failed: %r", result)
 
     try:
-        async_to_sync(send_all)()
+        if _worker.owns_current_thread():
+            _worker.run_async(send_all())
+        else:
+            async_to_sync(send_all)()
     except Exception:
         logger.exception("realtime push of %d messages failed", len(messages))
+
+
+# --- the push worker --------------------------------------------------------------------------
+
+# Event pushes waiting for the worker, at most; past that, the request that stored the events
+# runs its push itself (back pressure instead of unbounded memory).
+PUSH_QUEUE_SIZE = 10_000
+# Queued pushes the worker takes at once: under load it decides for many people in one batch
+# (one presence lookup, one transaction) instead of falling behind one request at a time.
+PUSH_BATCH = 200
+
+
+class PushWorker:
+    """A thread per process that runs queued pushes, in batches, off the requests.
+
+    The events API answers once its events are stored; deciding for connected people and the
+    channel-layer sends then happen here. `handle` gets everything queued since its last call
+    (at most PUSH_BATCH items). The thread has an event loop of its own, kept for its life, so
+    the channel layer's Redis connections are reused from one batch to the next (a fresh
+    `async_to_sync` loop per push would open new ones each time). Database connections are
+    checked out per batch and given back after it, like a request's.
+    """
+
+    def __init__(self, handle: Callable[[list[Any]], object], *, name: str) -> None:
+        self._handle = handle
+        self._name = name
+        self._jobs: queue.Queue[Any] = queue.Queue(maxsize=PUSH_QUEUE_SIZE)
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def submit(self, item: Any) -> bool:
+        """Queue `item`; False when the queue is full (the caller then handles it itself)."""
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+                self._thread.start()
+        try:
+            self._jobs.put_nowait(item)
+        except queue.Full:
+            return False
+        return True
+
+    def owns_current_thread(self) -> bool:
+        return self._thread is not None and threading.current_thread() is self._thread
+
+    def run_async(self, awaitable: Any) -> Any:
+        assert self._loop is not None  # noqa: S101 - set before any batch runs
+        return self._loop.run_until_complete(awaitable)
+
+    def join(self, timeout: float = 10.0) -> bool:
+        """Wait until everything queued was handled (tests, shutdown); False on timeout."""
+        deadline = time.monotonic() + timeout
+        while self._jobs.unfinished_tasks:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.005)
+        return True
+
+    def _run(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(self._loop)
+        while True:
+            batch = [self._jobs.get()]
+            while len(batch) < PUSH_BATCH:
+                try:
+                    batch.append(self._jobs.get_nowait())
+                except queue.Empty:
+                    break
+            close_old_connections()
+            try:
+                self._handle(batch)
+            except Exception:
+                logger.exception("realtime push batch of %d failed", len(batch))
+            finally:
+                close_old_connections()
+                for _ in batch:
+                    self._jobs.task_done()
+
+
+def _events_push_batch(batch: list[tuple[App, list[StoredEvent]]]) -> None:
+    """The push worker's handler: the queued events of each App pushed together."""
+    by_app: dict[int, tuple[App, list[StoredEvent]]] = {}
+    for app, stored in batch:
+        by_app.setdefault(app.pk, (app, []))[1].extend(stored)
+    for app, stored in by_app.values():
+        _events_push_logged(app, stored)
+
+
+_worker = PushWorker(_events_push_batch, name="engage-push")
+
+
+def push_worker() -> PushWorker:
+    return _worker
+
+
+def _hand_off(app: App, stored: list[StoredEvent]) -> bool:
+    """Queue the events' push on the push worker when the channel layer crosses processes.
+
+    With the in-memory layer (development, most tests) pushes stay in the caller's thread:
+    that layer's queues belong to the event loop that reads them.
+    """
+    layer = get_channel_layer()
+    if layer is None or isinstance(layer, InMemoryChannelLayer):
+        return False
+    return _worker.submit((app, stored))
 
 
 def _send_on_commit(messages: list[Send]) -> None:
@@ -150,7 +265,22 @@ def events_push(app: App, stored: list[StoredEvent]) -> None:
     Before: `stored` were committed (called after commit by segments.services). After: for
     each person with an open connection and each event name that triggers a live campaign,
     the engine decided (deliveries recorded) and `show` frames were sent. Never raises.
+
+    With the Redis channel layer the work is handed to the process's push worker, so the
+    request that stored the events answers without waiting for it; events that trigger no
+    live campaign are dropped here, before any hand-off.
     """
+    try:
+        triggering = compiled_app(app.pk).by_event
+        if not any(e.name in triggering for e in stored):
+            return
+        if not _hand_off(app, stored):
+            _events_push_logged(app, stored)
+    except Exception:
+        logger.exception("realtime push for %d events failed", len(stored))
+
+
+def _events_push_logged(app: App, stored: list[StoredEvent]) -> None:
     try:
         _events_push(app, stored)
     except Exception:
@@ -159,9 +289,8 @@ def events_push(app: App, stored: list[StoredEvent]) -> None:
 
 def _events_push(app: App, stored: list[StoredEvent]) -> None:
     global _presence_down_until
-    campaigns = compiled_app(app.pk).campaigns
-    triggering = {c.trigger_event for c in campaigns if c.trigger_on == TriggerOn.EVENT}
-    wanted = [e for e in stored if e.name in triggering]
+    compiled = compiled_app(app.pk)
+    wanted = [e for e in stored if e.name in compiled.by_event]
     if not wanted or time.monotonic() < _presence_down_until:
         return
     try:
@@ -171,19 +300,19 @@ def _events_push(app: App, stored: list[StoredEvent]) -> None:
         logger.exception("presence unavailable; event pushes pause for a few seconds")
         return
     if present:
-        _events_decide(app, campaigns, wanted, present)
+        _events_decide(app, compiled, wanted, present)
 
 
 @transaction.atomic
 def _events_decide(
     app: App,
-    campaigns: tuple[CompiledCampaign, ...],
+    compiled: CompiledApp,
     wanted: list[StoredEvent],
     present: set[int],
 ) -> None:
+    decisions_commit_async()  # this transaction only records decisions
     people = Person.objects.in_bulk(present)
     anonymous = _anonymous_ids(people.values())
-    on_event = tuple(c for c in campaigns if c.trigger_on == TriggerOn.EVENT)
     messages: list[Send] = []
     done: set[tuple[int, str]] = set()
     for event in wanted:
@@ -193,8 +322,16 @@ def _events_decide(
         done.add((person.pk, event.name))
         url = event.properties.get("url") if isinstance(event.properties, dict) else None
         moment = Moment(event=event.name, url=url if isinstance(url, str) else None)
+        on_event = compiled.by_event.get(event.name, ())
         messages.extend(
-            _decide(app, person, moment, anonymous_id=anonymous.get(person.pk), campaigns=on_event)
+            _decide(
+                app,
+                person,
+                moment,
+                anonymous_id=anonymous.get(person.pk),
+                campaigns=on_event,
+                compiled=compiled,
+            )
         )
     _send_on_commit(messages)
 
@@ -206,12 +343,18 @@ def _decide(
     *,
     anonymous_id: str | None,
     campaigns: tuple[CompiledCampaign, ...],
+    compiled: CompiledApp | None = None,
 ) -> list[Send]:
     """One person's decision inside a batch: its failure is logged and costs only this person
     (moment_items runs in a savepoint)."""
     try:
         items = moment_items(
-            app=app, person=person, moment=moment, anonymous_id=anonymous_id, campaigns=campaigns
+            app=app,
+            person=person,
+            moment=moment,
+            anonymous_id=anonymous_id,
+            campaigns=campaigns,
+            compiled=compiled,
         )
     except Exception:
         logger.exception("realtime decision for person %s failed", person.pk)
@@ -281,6 +424,7 @@ def publish_push_batch(*, app_id: int, kind: str, campaign_id: int, person_ids: 
     compiled = {(c.kind, c.id): c for c in compiled_app(app_id).campaigns}.get((kind, campaign_id))
     if compiled is None or compiled.status != CampaignStatus.LIVE:
         return 0
+    decisions_commit_async()  # this transaction only records decisions
     as_api = (replace(compiled, trigger_on=TriggerOn.API, trigger_url=None),)
     people = Person.objects.filter(app_id=app_id, pk__in=person_ids)
     anonymous = _anonymous_ids(people)
@@ -330,6 +474,7 @@ def campaign_push(*, app: App, user_id: str, kind: str, campaign_id: Any) -> Pus
         holdout_bp=0,
         max_impressions=None,
         recontact_days=0,
+        quiet_hours=False,
     )
     situation = situation_build(app=app, person=person, moment=Moment(), user_id=user_id)
     decision = decide(situation, (forced,))[0]

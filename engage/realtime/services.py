@@ -19,6 +19,7 @@ from engage.campaigns import campaign_kind_get
 from engage.deliveries import delivery_event_record
 from engage.models import App, CampaignStatus, TriggerOn
 from engage.targeting import (
+    CompiledApp,
     CompiledCampaign,
     Item,
     Moment,
@@ -60,20 +61,23 @@ def moment_items(
     moment: Moment,
     anonymous_id: str | None = None,
     campaigns: tuple[CompiledCampaign, ...] | None = None,
+    compiled: CompiledApp | None = None,
 ) -> list[Item]:
     """Decide `campaigns` (default: the App's live ones but `api`) for the person now.
 
     After: a delivery is recorded for each item and holdout decision (pending ones reused),
     exactly as targeting_evaluate records them.
     """
+    compiled = compiled or compiled_app(app.pk)
     situation = situation_build(
         app=app,
         person=person,
         moment=moment,
         user_id=person.user_id,
         anonymous_id=anonymous_id,
+        compiled=compiled,
     )
-    chosen = _evaluable(compiled_app(app.pk).campaigns) if campaigns is None else campaigns
+    chosen = _evaluable(compiled.campaigns_for(moment)) if campaigns is None else campaigns
     decisions = decide(situation, chosen)
     return items_for(situation, decisions, dry_run=False, locale=moment.locale)
 

@@ -62,6 +62,7 @@ def test_every_client_type_has_one_schema():
         "delivery",
         "answer",
         "ping",
+        "preview",
     }
 
 

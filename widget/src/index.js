@@ -1,6 +1,6 @@
 // Engage's widget: the public API (window.Engage) and the replay of calls queued by the snippet.
-import { key, locale, userId, userHash, configure, person, on } from './state.js'
-import { send, start, reconnect, isBlocked } from './net.js'
+import { key, locale, userId, userHash, userToken, configure, person, on } from './state.js'
+import { send, start, reconnect, isBlocked, preview } from './net.js'
 import { clear } from './ui.js'
 
 const w = window
@@ -20,6 +20,15 @@ const methods = {
   init(o) {
     if (key) return
     configure(o, script)
+    // A preview link (?engage_preview=TOKEN): show that campaign once, then drop the token from
+    // the address bar so that a reload or a shared URL does not try it again.
+    const u = new URL(location.href)
+    const token = u.searchParams.get('engage_preview')
+    if (token) {
+      u.searchParams.delete('engage_preview')
+      history.replaceState(history.state, '', u)
+      preview(token)
+    }
     lastUrl = location.href
     for (const m of ['pushState', 'replaceState']) {
       const original = history[m]
@@ -33,12 +42,12 @@ const methods = {
     start()
     for (const [m, args] of waiting.splice(0)) api[m](...args)
   },
-  identify(id, attributes, hash) {
-    const changed = id != userId || hash != userHash
-    person(id, hash, attributes)
+  identify(id, attributes, hash, token) {
+    const changed = id != userId || hash != userHash || token != userToken
+    person(id, hash, attributes, 0, token)
     // A refused identity (4401) is retried only with a different one.
     if (isBlocked()) changed && reconnect()
-    else send({ type: 'identify', user_id: id, user_hash: hash, attributes })
+    else send({ type: 'identify', user_id: id, user_hash: hash, user_token: token, attributes })
   },
   track(event, properties) {
     send({ type: 'track', event, properties }, 1)

@@ -3,7 +3,7 @@
 // (answers, delivery events, tracked events). An outbox entry leaves only when the server
 // confirms it (an `ack`, or a 2xx over HTTP); retrying is safe because each frame carries an id
 // the server deduplicates on (the response UUID, the event's message_id).
-import { anon, attributes, host, key, locale, userHash, userId, emit, store, uuid, who, same } from './state.js'
+import { anon, attributes, host, key, locale, userHash, userId, userToken, emit, store, uuid, who, same } from './state.js'
 import { show, revoke } from './ui.js'
 
 let ws // the current socket (open or connecting)
@@ -17,6 +17,7 @@ let busy // an HTTP outbox request is in flight (they go one at a time, in order
 let timer, beat, heard, started, ready
 let decided // the URL whose page view the server has (hello or page): not sent again on reconnect
 let outbox = []
+let previewing // the token of a preview link, sent once the server can answer it
 const sent = {}
 
 const json = JSON.stringify
@@ -79,6 +80,7 @@ const api = (path, body, w = who()) =>
     headers: {
       'X-Engage-Key': key,
       ...(w.h && { 'X-Engage-User-Hash': w.h }),
+      ...(w.t && { 'X-Engage-User-Token': w.t }),
       ...(body && { 'Content-Type': 'application/json' }),
     },
     body: body && json(body),
@@ -120,9 +122,27 @@ const rest = (f, w) => {
           : pull({ url: f.url })
 }
 
+// A preview link's campaign, over the socket once welcomed, else over HTTP.
+export const preview = (token) => {
+  previewing = token
+  if (live || http) sendPreview()
+}
+
+const sendPreview = () => {
+  const token = previewing
+  if (!token) return
+  previewing = 0
+  if (live) raw({ type: 'preview', token })
+  else
+    api('widget/preview', { token, user_id: userId, anonymous_id: anon, locale })
+      .then((r) => show(r.items))
+      .catch(() => {})
+}
+
 const fallback = () => {
   if (!http) {
     http = 1
+    sendPreview()
     pull({ url: location.href, session_start: !started }).catch(() => {})
     started = 1
   }
@@ -143,6 +163,7 @@ const receive = (f) => {
       f.heartbeat_seconds * 1000 || 25000,
     )
     flush()
+    sendPreview()
     up('websocket')
   } else if (t == 'snapshot') show(f.items)
   else if (t == 'show') show([f.item])
@@ -155,9 +176,17 @@ export const connect = () => {
   clearTimeout(timer)
   if (ws || blocked) return
   if (!window.WebSocket) return fallback()
-  const s = (ws = new WebSocket(
-    host.replace(/^http/, 'ws') + '/ws/v1/widget?key=' + encodeURIComponent(key),
-  ))
+  let s
+  try {
+    const url = host.replace(/^http/, 'ws') + '/ws/v1/widget?key=' + encodeURIComponent(key)
+    s = ws = new WebSocket(url)
+  } catch (e) {}
+  // Refused at once, by a host page CSP without the websocket origin in connect-src: the
+  // constructor throws, or (Chromium) the socket is born closed and never fires close.
+  if (!s || s.readyState == 3) {
+    ws = 0
+    return fallback()
+  }
   let welcomed
   s.onopen = () =>
     raw({
@@ -166,6 +195,7 @@ export const connect = () => {
       anonymous_id: anon,
       user_id: userId,
       user_hash: userHash,
+      user_token: userToken,
       attributes,
       // The same page again would decide its page-view campaigns again (new deliveries).
       url: location.href == decided ? undefined : location.href,

@@ -2,22 +2,24 @@
 
 // Who and where, set only through configure() and person() below: the App's public key, the
 // Engage host, the UI locale, UI texts given by the host page ({locale: "Close|Next|…"}), the
-// known user (id, hash, attributes) and the anonymous id this browser keeps per App key.
-export let key, host, locale, texts, userId, userHash, attributes, anon
+// known user (id, hash or signed token, attributes) and the anonymous id this browser keeps per
+// App key.
+export let key, host, locale, texts, userId, userHash, userToken, attributes, anon
 
 export const configure = (o, script) => {
   key = o.key
   host = (o.host || new URL(script).origin).replace(/\/+$/, '')
   locale = o.locale || navigator.language
   texts = o.texts || {}
-  person(o.userId, o.userHash, o.attributes)
+  person(o.userId, o.userHash, o.attributes, 0, o.userToken)
   store('a', (anon = store('a') || uuid()))
 }
 
 // identify() merges attributes; reset() (`fresh`) starts a new anonymous person.
-export const person = (id, hash, attrs, fresh) => {
+export const person = (id, hash, attrs, fresh, token) => {
   userId = id
   userHash = hash
+  userToken = token
   attributes = { ...(!fresh && attributes), ...attrs }
   if (fresh) store('a', (anon = uuid()))
 }
@@ -49,7 +51,7 @@ export const uuid = () =>
   )
 
 // Who a frame was made for, kept with queued frames so that they are sent as that person.
-export const who = () => ({ u: userId, a: anon, h: userHash })
+export const who = () => ({ u: userId, a: anon, h: userHash, t: userToken })
 export const same = (w) => w.u == userId && w.a == anon
 
 export const isEmpty = (v) => v == null || v === '' || (Array.isArray(v) && !v.length)

@@ -230,7 +230,7 @@ def demo_app(*, origins: list[str]) -> tuple[App, str]:
         app.full_clean()
         app.save(update_fields=["allowed_origins"])
         transaction.on_commit(app_cache_clear)
-    return app, app_secret_key_rotate(app=app)
+    return app, app_secret_key_rotate(app=app).secret_key
 
 
 def demo_data(app: App) -> dict[str, int]:
@@ -260,7 +260,42 @@ def demo_data(app: App) -> dict[str, int]:
         campaigns[name] = _live_campaign(app, "message", name, {**shared, **specific})
     if "survey" in {kind.name for kind in campaign_kinds()}:
         campaigns[SURVEY_NAME] = _live_campaign(app, "survey", SURVEY_NAME, SURVEY)
+        _demo_answers(app, campaigns[SURVEY_NAME])
     return campaigns
+
+
+# Sample answers, so that results, sentiment and the App overview have something to show. Fixed
+# response ids: a second run sends the same answers again, which changes nothing.
+DEMO_ANSWERS = (
+    (3, "The CSV export is slow and times out on big reports."),
+    (9, "Love the new dashboards, they are clear and fast!"),
+    (5, "Too expensive for a small team, and the export keeps failing."),
+    (10, "Great support, they answered within an hour."),
+    (6, "Scheduling reports is confusing and the emails arrive late."),
+    (8, "Does what we need."),
+    (2, "Terrible update: my saved filters are gone and the export crashes."),
+    (7, "Der Export ist zu langsam."),
+)
+
+
+def _demo_answers(app: App, survey_id: int) -> None:
+    import uuid
+
+    from engage.realtime.services import answer_submit
+
+    for i, (score, text) in enumerate(DEMO_ANSWERS):
+        user_id = PEOPLE[i % len(PEOPLE)][0]
+        answer_submit(
+            app=app,
+            user_id=user_id,
+            anonymous_id="",
+            response_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"engage-demo-response-{i}")),
+            survey_id=survey_id,
+            delivery_id=None,
+            answers={"recommend": score, "improve": text},
+            completed=True,
+            locale="de" if text.startswith("Der ") else "en",
+        )
 
 
 def _live_campaign(app: App, kind: str, name: str, data: dict[str, Any]) -> int:
