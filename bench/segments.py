@@ -4,9 +4,11 @@ Prints the time of `segment_preview` (count + sample, the SQL compiler) for beha
 attribute conditions, and beside it, in the same run, a straightforward hand-written SQL count of
 the same answer, so the compiler's overhead is visible.
 
-    .venv/bin/python bench/segments.py [--people 100000] [--events 1000000] [--runs 7]
+    .venv/bin/python bench/segments.py [--people 100000] [--events 1000000] [--runs 7] [--reuse]
 
-Needs PostgreSQL on 127.0.0.1 (trust auth, user postgres); makes database engage_bench_segments.
+Needs PostgreSQL on 127.0.0.1 (trust auth, user postgres); makes database engage_bench_segments
+(about a minute); `--reuse` keeps one already loaded with the same numbers of people and events
+(migrating it, so new indexes are built, and analysing it).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.dataset import prepare
+from bench.dataset import django_setup, prepare
 
 DB = "engage_bench_segments"
 
@@ -73,6 +75,40 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
 ]
 
 
+def _loaded(people: int, events: int) -> bool:
+    """Whether the bench database exists and holds exactly this data set."""
+    import subprocess
+
+    query = (
+        "SELECT (SELECT count(*) FROM segments_person) || ' ' || "
+        "(SELECT count(*) FROM segments_event)"
+    )
+    result = subprocess.run(
+        ["psql", "-qtA", "-h", "127.0.0.1", "-U", "postgres", "-d", DB, "-c", query],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return result.returncode == 0 and result.stdout.strip() == f"{people} {events}"
+
+
+def reuse(people: int, events: int) -> Any:
+    """The App of an already loaded bench database, migrated and analysed; None if absent."""
+    if not _loaded(people, events):
+        return None
+    django_setup(DB)
+    from django.core.management import call_command
+    from django.db import connection
+
+    from engage.models import App
+
+    call_command("migrate", verbosity=0)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")
+    print(f"reusing {DB}: {people:,} people, {events:,} events")
+    return App.objects.get()
+
+
 def timed(fn: Any, runs: int) -> tuple[float, Any]:
     fn()  # warm caches and plans
     times, result = [], None
@@ -88,8 +124,11 @@ def main() -> None:
     parser.add_argument("--people", type=int, default=100_000)
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--reuse", action="store_true", help="keep an already loaded database")
     args = parser.parse_args()
-    app, _ = prepare(DB, people=args.people, events=args.events)
+    app = reuse(args.people, args.events) if args.reuse else None
+    if app is None:
+        app, _ = prepare(DB, people=args.people, events=args.events)
     from django.db import connection
 
     from segments.selectors import segment_preview

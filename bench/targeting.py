@@ -5,8 +5,12 @@ real Daphne, and beside it, in the same run, the trivial authenticated endpoint
 `GET /api/v1/me` of the same server (the stack's own cost per request).
 
     .venv/bin/python bench/targeting.py [--people 100000] [--events 1000000] [--decisions 2000]
+        [--reuse]
 
 Needs PostgreSQL on 127.0.0.1 (trust auth, user postgres); makes database engage_bench_targeting.
+`--reuse` keeps the people and events of an earlier run of the same size (building them takes
+a minute or two), migrates, and starts over from no deliveries, segments or campaigns, so a
+rerun decides exactly what a fresh run would.
 """
 
 from __future__ import annotations
@@ -23,9 +27,47 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.dataset import EVENT_NAMES, ROOT, database_url, percentile, prepare
+from bench.dataset import EVENT_NAMES, ROOT, database_url, django_setup, percentile, prepare
 
 DB = "engage_bench_targeting"
+
+
+def reuse(db: str, *, people: int, events: int):  # type: ignore[no-untyped-def]
+    """The App and a fresh secret key of an earlier run's data set, or None when the
+    database does not hold one of this size. Deliveries, segments and campaigns are deleted."""
+    found = subprocess.run(
+        ["psql", "-h", "127.0.0.1", "-U", "postgres", "-tAc",
+         f"SELECT 1 FROM pg_database WHERE datname = '{db}'"],  # noqa: S608 - a constant
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if found.stdout.strip() != "1":
+        return None
+    django_setup(db)
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    from django.db import connection
+
+    from engage.campaigns import campaign_kinds
+    from engage.models import App, Delivery
+    from engage.services import app_secret_key_rotate
+    from segments.models import Event, Person, Segment
+
+    app = App.objects.filter(name="Bench").first()
+    if app is None:
+        return None
+    if (
+        Person.objects.filter(app=app).count() != people
+        or Event.objects.filter(app=app).count() != events
+    ):
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute(f"DELETE FROM {Delivery._meta.db_table}")  # noqa: S608 - a model's table
+    for kind in campaign_kinds():
+        kind.model._default_manager.filter(app=app).delete()
+    Segment.objects.filter(app=app).delete()
+    print(f"data set: reusing {people:,} people, {events:,} events in {db}")
+    return app, app_secret_key_rotate(app=app).secret_key
 
 
 def campaigns(app, rng: random.Random, count: int = 100) -> None:  # type: ignore[no-untyped-def]
@@ -123,6 +165,7 @@ def in_process(app, asks: list[dict[str, object]]) -> list[float]:  # type: igno
 
     timings = []
     shown = 0
+    cpu = time.process_time()
     for ask in asks:
         started = time.perf_counter()
         evaluation = targeting_evaluate(
@@ -137,7 +180,8 @@ def in_process(app, asks: list[dict[str, object]]) -> list[float]:  # type: igno
         )
         timings.append((time.perf_counter() - started) * 1000)
         shown += len(evaluation.items)
-    print(f"  ({shown} items shown over {len(asks)} decisions)")
+    cpu_ms = (time.process_time() - cpu) * 1000 / len(asks)
+    print(f"  ({shown} items shown over {len(asks)} decisions; {cpu_ms:.2f} ms CPU per decision)")
     return timings
 
 
@@ -171,9 +215,13 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--decisions", type=int, default=2000)
     parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument(
+        "--reuse", action="store_true", help="keep the data set of an earlier run of this size"
+    )
     args = parser.parse_args()
     rng = random.Random(11)
-    app, secret = prepare(DB, people=args.people, events=args.events)
+    found = reuse(DB, people=args.people, events=args.events) if args.reuse else None
+    app, secret = found or prepare(DB, people=args.people, events=args.events)
     campaigns(app, rng)
     from django.db import connection
 
@@ -188,8 +236,11 @@ def main() -> None:
         **os.environ,
         "DATABASE_URL": database_url(DB),
         "DJANGO_SETTINGS_MODULE": "engage.settings",
+        # As production runs: DEBUG off (it records every query), the settings it then needs.
+        "DEBUG": "0",
+        "SECRET_KEY": "bench-only-not-secret",  # a throwaway local server
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
     }
-    env.pop("DEBUG", None)
     server = subprocess.Popen(
         [
             sys.executable,

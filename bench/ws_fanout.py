@@ -2,12 +2,13 @@
 
     .venv/bin/python bench/ws_fanout.py [--widgets 1000] [--events 2000] [--rate 50]
         [--senders 4] [--idle 5000] [--idle-seconds 150] [--skip-idle] [--skip-fanout]
+        [--redis-db 2]
 
 What it does, bounded (a few minutes; every wait has a timeout, opening idle widgets stops
 after --idle-seconds, and the whole run is cancelled after --budget seconds, 600 by default):
 1. (Re)creates the PostgreSQL database `engage_bench_ws` (user postgres, trust auth), migrates it
    and creates an App; empties Redis databases 2 (channel layer, presence, cache) and 3 (Celery
-   broker) on 127.0.0.1:6379. The servers' stderr goes to /tmp/engage-bench-ws/.
+   broker) on 127.0.0.1:6379, or --redis-db and the next one. The servers' stderr goes to /tmp/engage-bench-ws/.
 2. Starts, as production would: one Daphne process for websockets, another for HTTP (events API,
    management API), both on the Redis layer, and one Celery worker (2 processes) for the
    publish fan-out. DEBUG is off; the echo route is on (ENGAGE_BENCH_ECHO=1).
@@ -56,6 +57,8 @@ HOST = "127.0.0.1"
 DB_NAME = "engage_bench_ws"
 LOGS = Path("/tmp/engage-bench-ws")  # noqa: S108 - the servers' stderr, local only
 DATABASE_URL = f"postgres://postgres@{HOST}:5432/{DB_NAME}"
+# Redis databases: the channel layer, presence and cache in one, the Celery broker in the next
+# (--redis-db moves both, for running beside other work on the same Redis).
 REDIS_URL = f"redis://{HOST}:6379/2"
 BROKER_URL = f"redis://{HOST}:6379/3"
 PG = ["psql", "-h", HOST, "-U", "postgres", "-v", "ON_ERROR_STOP=1", "-qtA"]
@@ -543,6 +546,9 @@ def main() -> None:
     parser.add_argument("--skip-idle", action="store_true")
     parser.add_argument("--skip-fanout", action="store_true", help="only the idle phase")
     parser.add_argument("--budget", type=float, default=600.0, help="seconds before giving up")
+    parser.add_argument(
+        "--redis-db", type=int, default=2, help="Redis database of the layer (broker: the next)"
+    )
     args = parser.parse_args()
     if not (1 <= args.widgets <= 5000 and 1 <= args.events <= 20000 and 1 <= args.idle <= 15000):
         parser.error("bounded: --widgets ≤ 5000, --events ≤ 20000, --idle ≤ 15000")
@@ -550,6 +556,11 @@ def main() -> None:
         parser.error("--rate must be between 1 and 2000, --senders between 1 and 64")
     if not 1 <= args.idle_seconds <= 300 or not 10 <= args.budget <= 900:
         parser.error("--idle-seconds must be 1..300, --budget 10..900")
+    if not 0 <= args.redis_db <= 14:
+        parser.error("--redis-db must be 0..14 (the broker uses the next one)")
+    global REDIS_URL, BROKER_URL
+    REDIS_URL = f"redis://{HOST}:6379/{args.redis_db}"
+    BROKER_URL = f"redis://{HOST}:6379/{args.redis_db + 1}"
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     wanted = min(hard, 65536) if hard != resource.RLIM_INFINITY else 65536
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, wanted), hard))

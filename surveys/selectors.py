@@ -17,7 +17,7 @@ from typing import Any
 from django.db import connections
 from django.db.models import Case, Count, F, Func, Q, QuerySet, Sum, TextField, Value, When
 from django.db.models.fields.json import KeyTextTransform
-from django.db.models.functions import Cast, Coalesce, Trunc
+from django.db.models.functions import Cast, Coalesce, Trunc, TruncDate
 from django.utils.dateparse import parse_date, parse_datetime
 
 from engage import errors
@@ -399,27 +399,38 @@ def _counts_from_tallies(
     return _Counts(responses, answers, trends)
 
 
+def _week_start(day: date) -> date:
+    """The Monday of `day`'s ISO week (what `date_trunc('week', …)` gives)."""
+    return day - timedelta(days=day.weekday())
+
+
 def _counts_from_rows(
     survey: Survey, filters: ResponseFilters, interval: str, trend_ids: set[str]
 ) -> _Counts:
-    """Two grouped queries over the responses and the per-answer rows themselves; answer
-    rows of the NPS and CSAT questions are also grouped by bucket, for the trends."""
+    """Two grouped queries over the responses and the per-answer rows themselves.
+
+    Both group by UTC day whatever the interval (weeks are summed here), and the answer rows
+    of every question by day, not only those of the NPS and CSAT trends: the grouping keys
+    then match the extended statistics of migration 0004, so that PostgreSQL knows there are
+    a few thousand groups, not a million, and aggregates in parallel by hashing. A few
+    thousand rows come back, folded here.
+    """
     where = _filter_q(survey, filters)
-    bucket = Trunc("created_at", interval, tzinfo=UTC)
+    bucket = TruncDate("created_at", tzinfo=UTC)
+    fold = _week_start if interval == "week" else (lambda day: day)
     responses = [
-        (_bucket_start(row["bucket"]), row["completed"], row["last_question"], row["n"])
+        (fold(_bucket_start(row["bucket"])), row["completed"], row["last_question"], row["n"])
         for row in Response.objects.filter(where)
         .annotate(bucket=bucket)
         .values("bucket", "completed", "last_question")
         .annotate(n=Count("pk"))
         .order_by()
     ]
-    trend_bucket = Case(When(question_id__in=sorted(trend_ids), then=bucket), default=None)
     answers: dict[tuple[str, int | None, str | None], list[int]] = {}
     trends: dict[tuple[str, date, int], int] = {}
     for row in (
         Answer.objects.filter(where)
-        .annotate(bucket=trend_bucket)
+        .annotate(bucket=bucket)
         .values("question_id", "number", "choice", "bucket")
         .annotate(rows=Count("pk"), first=Count("pk", filter=Q(first=True)))
         .order_by()
@@ -427,8 +438,8 @@ def _counts_from_rows(
         entry = answers.setdefault((row["question_id"], row["number"], row["choice"]), [0, 0])
         entry[0] += row["rows"]
         entry[1] += row["first"]
-        if row["bucket"] is not None and row["number"] is not None:
-            key = (row["question_id"], _bucket_start(row["bucket"]), row["number"])
+        if row["question_id"] in trend_ids and row["number"] is not None:
+            key = (row["question_id"], fold(_bucket_start(row["bucket"])), row["number"])
             trends[key] = trends.get(key, 0) + row["rows"]
     return _Counts(responses, answers, trends)
 

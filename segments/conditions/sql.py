@@ -7,8 +7,8 @@ dialect of `segments.conditions.regex` (PostgreSQL's engine on a translated patt
 SQLite through a registered function), ISO dates as integer microseconds (arithmetic in SQL on
 PostgreSQL; the Python parser registered in SQLite). Every test yields TRUE or FALSE, never
 NULL, so `not` is exact. Event leaves are semi-joins the database plans once: per-person totals
-from the per-day counters (plus an indexed event query for the part of the boundary day inside
-the window), or from matching events for leaves with `where`.
+from the per-day counters (joined to an indexed event query for the part of the boundary day
+inside the window), or from matching events for leaves with `where`.
 """
 
 from __future__ import annotations
@@ -657,8 +657,16 @@ class EventCountTest(Expression):
     """The person is among those with `name` events since `start` (all time when None) whose
     count passes `op value` (fails it, with `failing`), counted from the per-day counters:
     whole UTC days after the boundary day, plus the boundary day's events inside the window
-    (indexed on app, name, timestamp). People without such events are never among them.
-    `NOT` of it is exact: the subquery never yields NULL."""
+    (indexed on app, name, timestamp) for people with a counter on the boundary day, as
+    `person_facts_load` counts them. People without such events are never among them.
+    `NOT` of it is exact: the subquery never yields NULL.
+
+    The shape is chosen for the planner: each source is grouped on its own (a table's
+    statistics then estimate the number of people, where a grouped `UNION ALL` of both gets
+    a default of 200 and a `HAVING` of a third of that), and the boundary day's events join
+    the counters' totals. With the rows estimated near the truth, PostgreSQL hash-joins the
+    people; with a handful estimated, it nested-loops them, quadratic in the matches.
+    """
 
     output_field = BooleanField()
     conditional = True
@@ -694,49 +702,61 @@ class EventCountTest(Expression):
     def set_source_expressions(self, exprs: Sequence[Any]) -> None:
         (self.pk,) = exprs
 
+    def _count_test(self, total: str) -> Fragment:
+        if self.op is Op.BETWEEN:
+            sql, params = f"{total} BETWEEN %s AND %s", list(self.value)
+        else:
+            sql, params = f"{total} {_HAVING_SQL[self.op]} %s", [self.value]
+        return (f"NOT ({sql})" if self.failing else sql), params
+
     def as_sql(self, compiler: SQLCompiler, connection: BaseDatabaseWrapper) -> Fragment:
         pk_sql, pk_params = compiler.compile(self.pk)
         q = connection.ops.quote_name
         ops = connection.ops
         counters, event = q(EventDailyCount._meta.db_table), q(Event._meta.db_table)
-        parts = [
-            # Table and column names come from the models' _meta; values go in as parameters.
-            # Counters have no app: the (name, day) index reads every app's rows of the name;
-            # the outer query keeps this App's people.
-            f"SELECT d.{q('person_id')} AS person_id, d.{q('count')} AS n FROM {counters} d "  # noqa: S608
-            f"WHERE d.{q('name')} = %s"
-        ]
-        params: list[Any] = [self.name]
-        if self.start is not None:
-            first_day = self.start.astimezone(UTC).date()
-            next_midnight = datetime.combine(first_day + timedelta(days=1), time.min, tzinfo=UTC)
-            parts[0] += f" AND d.{q('day')} > %s"
-            params.append(ops.adapt_datefield_value(first_day))
-            parts.append(
-                f"SELECT e.{q('person_id')} AS person_id, 1 AS n FROM {event} e "  # noqa: S608
-                f"WHERE e.{q('app_id')} = %s AND e.{q('name')} = %s "
-                f"AND e.{q('timestamp')} >= %s AND e.{q('timestamp')} < %s"
+        person, name, day, count = q("person_id"), q("name"), q("day"), q("count")
+        # Table and column names come from the models' _meta; values go in as parameters.
+        # Counters have no app: the (name, day) index reads every app's rows of the name;
+        # the outer query keeps this App's people.
+        if self.start is None:
+            having, having_params = self._count_test(f"SUM(d.{count})")
+            people = (
+                f"SELECT d.{person} FROM {counters} d WHERE d.{name} = %s "  # noqa: S608
+                f"GROUP BY d.{person} HAVING {having}"
             )
-            params += [
-                self.app_id,
-                self.name,
-                ops.adapt_datetimefield_value(self.start),
-                ops.adapt_datetimefield_value(next_midnight),
-            ]
-        if self.op is Op.BETWEEN:
-            having = "SUM(c.n) BETWEEN %s AND %s"
-            params += list(self.value)
-        else:
-            having = f"SUM(c.n) {_HAVING_SQL[self.op]} %s"
-            params.append(self.value)
-        if self.failing:
-            having = f"NOT ({having})"
-        union = " UNION ALL ".join(parts)
-        sql = (
-            f"{pk_sql} IN (SELECT c.person_id FROM ({union}) c "  # noqa: S608
-            f"GROUP BY c.person_id HAVING {having})"
+            return f"{pk_sql} IN ({people})", [*pk_params, self.name, *having_params]
+        first_day = ops.adapt_datefield_value(self.start.astimezone(UTC).date())
+        next_midnight = datetime.combine(
+            self.start.astimezone(UTC).date() + timedelta(days=1), time.min, tzinfo=UTC
         )
-        return sql, [*pk_params, *params]
+        # The boundary day's counter only says whether the person had events that day; its
+        # events inside the window are counted from the event table.
+        totals = (
+            f"SELECT d.{person} AS person_id, "  # noqa: S608
+            f"SUM(CASE WHEN d.{day} > %s THEN d.{count} ELSE 0 END) AS n "
+            f"FROM {counters} d WHERE d.{name} = %s AND d.{day} >= %s GROUP BY d.{person}"
+        )
+        boundary = (
+            f"SELECT e.{person} AS person_id, COUNT(*) AS n FROM {event} e "  # noqa: S608
+            f"WHERE e.{q('app_id')} = %s AND e.{name} = %s "
+            f"AND e.{q('timestamp')} >= %s AND e.{q('timestamp')} < %s GROUP BY e.{person}"
+        )
+        test, test_params = self._count_test("t.n + COALESCE(b.n, 0)")
+        people = (
+            f"SELECT t.person_id FROM ({totals}) t "  # noqa: S608
+            f"LEFT JOIN ({boundary}) b ON b.person_id = t.person_id WHERE {test}"
+        )
+        params = [
+            first_day,
+            self.name,
+            first_day,
+            self.app_id,
+            self.name,
+            ops.adapt_datetimefield_value(self.start),
+            ops.adapt_datetimefield_value(next_midnight),
+            *test_params,
+        ]
+        return f"{pk_sql} IN ({people})", [*pk_params, *params]
 
 
 def _aware(now: datetime) -> datetime:
