@@ -29,6 +29,7 @@ class WebhookEventType(models.TextChoices):
     DELIVERY_CLICKED = "delivery.clicked", "A button of a message was clicked"
     DELIVERY_DISMISSED = "delivery.dismissed", "A message or survey was dismissed"
     DELIVERY_CONVERTED = "delivery.converted", "A goal event converted a delivery"
+    SENTIMENT_ALERT = "sentiment.alert", "A sentiment alert rule fired"
 
 
 def _event_types_validate(value: object) -> None:

@@ -18,6 +18,13 @@ from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
 from engage import errors
+from engage.admin_insights import (
+    EXPERIMENT_FIELDS,
+    EXPERIMENT_FIELDSET,
+    experiment_form_clean,
+    experiment_form_init,
+    kpi_section,
+)
 from engage.campaigns import (
     SHARED_FIELDS,
     audience_validate,
@@ -77,7 +84,11 @@ class SurveyAdminForm(forms.ModelForm):
 
     class Meta:
         model = Survey
-        fields = ["app", "name", *SHARED_FIELDS, *SURVEY_FIELDS]
+        fields = ["app", "name", *SHARED_FIELDS, *SURVEY_FIELDS, *EXPERIMENT_FIELDS]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        experiment_form_init(self, self.instance.app_id if self.instance.pk else None)
 
     def _check(self, field: str, run: Any) -> Any:
         try:
@@ -123,6 +134,7 @@ class SurveyAdminForm(forms.ModelForm):
                 data["questions"] = definition.questions
                 data["thank_you"] = definition.thank_you
                 data["variants"] = definition.variants
+        experiment_form_clean(self, data)
         return data
 
     def _post_clean(self) -> None:
@@ -166,6 +178,7 @@ class SurveyAdmin(admin.ModelAdmin):
                 ]
             },
         ),
+        EXPERIMENT_FIELDSET,
         ("History", {"fields": ["created_at", "updated_at"], "classes": ["collapse"]}),
     ]
 
@@ -199,6 +212,8 @@ class SurveyAdmin(admin.ModelAdmin):
         for survey in queryset:
             try:
                 run(campaign=survey)
+                # Actions bypass the change form: record them in the admin log as Django would.
+                self.log_change(request, survey, f"{verb} (list action).")
                 done += 1
             except errors.EngageError as exc:
                 messages.error(request, f"{survey.name}: {exc.message}")
@@ -339,6 +354,9 @@ class SurveyAdmin(admin.ModelAdmin):
             "query": query.urlencode(),
             "csv_url": reverse("admin:surveys_survey_export", args=[survey.pk]),
             "question_types": {q["id"]: q["type"] for q in survey.questions},
+            "experiment": kpi_section(
+                campaign=survey, kind="survey", variants=[v["key"] for v in survey.variants]
+            ),
         }
         return TemplateResponse(request, "admin/surveys/survey/results.html", context)
 
@@ -373,3 +391,6 @@ class ResponseAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+import surveys.admin_sentiment  # noqa: E402,F401 - registers the sentiment alert admins

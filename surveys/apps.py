@@ -40,3 +40,13 @@ class SurveysConfig(AppConfig):
         from surveys.services import response_submit
 
         answer_handler_register(response_submit)
+
+        # The App overview's survey panels; engage never imports surveys.
+        from surveys.dashboard import dashboard_panels_register
+
+        dashboard_panels_register()
+
+        # Survey tiles of custom dashboards (engage.dashboard_tiles).
+        from surveys.dashboard_tiles import dashboard_tiles_register
+
+        dashboard_tiles_register()

@@ -119,12 +119,33 @@ class Answer(models.Model):
     created_at = models.DateTimeField()
     locale = models.CharField(max_length=35, blank=True, default="")
     variant = models.CharField(max_length=64, blank=True, default="")
+    # Sentiment of `text` (see surveys.sentiment): null until scored; `unsupported` (and no
+    # score) for a language the analyzer does not read. `sentiment_analyzer` is "name version".
+    sentiment_label = models.CharField(max_length=12, null=True, blank=True)
+    sentiment_score = models.FloatField(null=True, blank=True)
+    # Database defaults too, so that bulk loads (COPY) that predate these columns still work.
+    sentiment_language = models.CharField(max_length=8, blank=True, default="", db_default="")
+    sentiment_analyzer = models.CharField(max_length=64, blank=True, default="", db_default="")
 
     class Meta:
         ordering = ["id"]
         # Time ranges of a survey's answers: the cut days of a summary, the newest free-text
         # answers (results page, search), one question's latest answers.
-        indexes = [models.Index(fields=["survey", "created_at"], name="answer_survey_created")]
+        indexes = [
+            models.Index(fields=["survey", "created_at"], name="answer_survey_created"),
+            # Free-text answers waiting for a score (the sweeper's queue; small).
+            models.Index(
+                fields=["id"],
+                condition=models.Q(text__isnull=False, sentiment_label__isnull=True),
+                name="answer_sentiment_pending",
+            ),
+            # The newest negative answers of a survey (dashboard, alerts).
+            models.Index(
+                fields=["survey", "created_at"],
+                condition=models.Q(sentiment_label="negative"),
+                name="answer_negative_recent",
+            ),
+        ]
 
     def __str__(self) -> str:
         value = self.number if self.number is not None else self.choice or self.text
@@ -191,3 +212,139 @@ class AnswerTally(models.Model):
 
     def __str__(self) -> str:
         return f"survey #{self.survey_id} {self.day} {self.question_id}: {self.count}"
+
+
+class SentimentDaily(models.Model):
+    """Scored free-text answers of a survey per UTC day and locale: counts by label and the
+    sum of scores in units of 1e-4 (exact, so adding and withdrawing answers never drifts).
+
+    Kept in step by `surveys.sentiment` whenever a score is written or an answer replaced, so
+    trends read these rows instead of the answers.
+    """
+
+    survey = models.ForeignKey(Survey, on_delete=models.CASCADE, related_name="+", db_index=False)
+    # Indexed by `sentiment_daily_app_day` (app first): a separate app index would only cost
+    # every write of a score.
+    app = models.ForeignKey(
+        "engage.App", on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    day = models.DateField()
+    locale = models.CharField(max_length=35, blank=True, default="")
+    positive = models.IntegerField(default=0)
+    neutral = models.IntegerField(default=0)
+    negative = models.IntegerField(default=0)
+    unsupported = models.IntegerField(default=0)
+    score_sum_e4 = models.BigIntegerField(default=0)
+
+    class Meta:
+        ordering = ["survey", "day"]
+        constraints = [
+            models.UniqueConstraint(fields=["survey", "day", "locale"], name="sentiment_daily_key")
+        ]
+        indexes = [models.Index(fields=["app", "day"], name="sentiment_daily_app_day")]
+
+    def __str__(self) -> str:
+        return f"survey #{self.survey_id} {self.day} {self.locale or '-'}"
+
+
+class SentimentTermDaily(models.Model):
+    """How many negative answers of a survey used a term, per UTC day and locale (each answer
+    counts a term once); kept in step with the scores like `SentimentDaily`."""
+
+    survey = models.ForeignKey(Survey, on_delete=models.CASCADE, related_name="+", db_index=False)
+    # Indexed by `sentiment_term_app_day`, as in `SentimentDaily`.
+    app = models.ForeignKey(
+        "engage.App", on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    day = models.DateField()
+    locale = models.CharField(max_length=35, blank=True, default="")
+    term = models.CharField(max_length=64)
+    count = models.IntegerField(default=0)
+
+    class Meta:
+        ordering = ["survey", "day"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["survey", "day", "locale", "term"], name="sentiment_term_daily_key"
+            )
+        ]
+        indexes = [models.Index(fields=["app", "day"], name="sentiment_term_app_day")]
+
+    def __str__(self) -> str:
+        return f"survey #{self.survey_id} {self.day} {self.term}: {self.count}"
+
+
+class SentimentAlertKind(models.TextChoices):
+    SENTIMENT_DROP = "sentiment_drop", "Weekly mean sentiment drops by more than the threshold"
+    NPS_BELOW = "nps_below", "Weekly NPS is below the threshold"
+
+
+class SentimentAlertRule(models.Model):
+    """A rule checked every hour on the last complete week (Monday to Sunday, UTC), for one
+    survey or, without a survey, for the whole App.
+
+    `sentiment_drop`: the week's mean score is lower than the week before's by more than
+    `threshold` (on the -1..1 scale, e.g. 0.2). `nps_below`: the week's NPS is below
+    `threshold` (-100..100). Weeks with fewer than `min_answers` scored answers (NPS answers)
+    are not judged.
+    """
+
+    app = models.ForeignKey("engage.App", on_delete=models.CASCADE, related_name="+")
+    survey = models.ForeignKey(
+        Survey,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="sentiment_alert_rules",
+        help_text="Empty: all surveys of the App.",
+    )
+    name = models.CharField(max_length=200)
+    kind = models.CharField(max_length=32, choices=SentimentAlertKind.choices)
+    threshold = models.FloatField(
+        help_text="sentiment_drop: a drop of the mean score (0 to 2, e.g. 0.2); "
+        "nps_below: an NPS (-100 to 100)."
+    )
+    min_answers = models.PositiveIntegerField(
+        default=10, help_text="Weeks with fewer answers are not judged."
+    )
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["app", "name"]
+        indexes = [models.Index(fields=["active"], name="sentiment_rule_active")]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        survey = self.survey if self.survey_id else None
+        if survey is not None and self.app_id and survey.app_id != self.app_id:
+            raise ValidationError({"survey": "This survey belongs to another App."})
+        if self.kind == SentimentAlertKind.SENTIMENT_DROP and not 0 < self.threshold <= 2:
+            raise ValidationError({"threshold": "A drop between 0 (exclusive) and 2."})
+        if self.kind == SentimentAlertKind.NPS_BELOW and not -100 <= self.threshold <= 100:
+            raise ValidationError({"threshold": "An NPS between -100 and 100."})
+
+
+class SentimentAlert(models.Model):
+    """A rule that fired for one week; at most one per rule and week (`period_start`)."""
+
+    rule = models.ForeignKey(SentimentAlertRule, on_delete=models.CASCADE, related_name="alerts")
+    app = models.ForeignKey("engage.App", on_delete=models.CASCADE, related_name="+")
+    period_start = models.DateField(help_text="Monday (UTC) of the week judged.")
+    value = models.FloatField(help_text="The week's mean score, or its NPS.")
+    previous_value = models.FloatField(null=True, blank=True)
+    answers = models.PositiveIntegerField(default=0)
+    message = models.CharField(max_length=500)
+    fired_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-fired_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["rule", "period_start"], name="sentiment_alert_once")
+        ]
+        indexes = [models.Index(fields=["app", "-fired_at"], name="sentiment_alert_app")]
+
+    def __str__(self) -> str:
+        return self.message

@@ -40,6 +40,7 @@ from surveys.models import (
     ResponseTally,
     Survey,
 )
+from surveys.sentiment import sentiment_answers_restore, sentiment_answers_withdraw
 
 KIND = "survey"
 
@@ -326,6 +327,17 @@ def response_payload(response: Response, survey: Survey, person: Person) -> dict
     }
 
 
+def _sentiment_queue(answer_ids: list[int]) -> None:
+    """Score new free-text answers after commit (a worker never sees uncommitted rows)."""
+    if not answer_ids:
+        return
+    from surveys.tasks import sentiment_score  # the tasks module imports services' modules
+
+    # robust: a broker that is down must not fail a response already stored; the sweeper
+    # (`sentiment_score_pending`, every 5 minutes) scores what a lost task left.
+    transaction.on_commit(lambda: sentiment_score.delay(answer_ids=answer_ids), robust=True)
+
+
 @transaction.atomic
 def response_submit(
     *,
@@ -415,9 +427,12 @@ def response_submit(
         response.locale = locale
         changed.append("locale")
     if changed and not _created:
+        # Sentiment aggregates are kept per locale: move this response's scored answers.
+        sentiment_answers_withdraw(answers=Answer.objects.filter(response=response))
         Answer.objects.filter(response=response).update(
             variant=response.variant, locale=response.locale
         )
+        sentiment_answers_restore(answers=Answer.objects.filter(response=response))
 
     merged = dict(response.answers)
     touched: list[str] = []
@@ -447,8 +462,10 @@ def response_submit(
         response.answers = merged
         response.last_question = _furthest(survey.questions, merged)
         changed += ["answers", "last_question"]
-        Answer.objects.filter(response=response, question_id__in=touched).delete()
-        Answer.objects.bulk_create(
+        replaced = Answer.objects.filter(response=response, question_id__in=touched)
+        sentiment_answers_withdraw(answers=replaced)
+        replaced.delete()
+        created_rows = Answer.objects.bulk_create(
             Answer(
                 response=response,
                 survey_id=survey.pk,
@@ -466,6 +483,7 @@ def response_submit(
             if question_id in merged
             for row in answer_rows(by_id[question_id], merged[question_id])
         )
+        _sentiment_queue([row.pk for row in created_rows if row.text is not None])
     if finishing:
         response.completed = True
         response.completed_at = now

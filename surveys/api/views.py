@@ -14,7 +14,12 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from engage.api.authentication import AnyAppKey, AppKeyAuthentication
+from engage.api.authentication import (
+    AnyAppKey,
+    AppKeyAuthentication,
+    SecretKeyRequired,
+    request_app,
+)
 from engage.api.campaigns import CampaignViewSet
 from engage.api.pagination import CursorPagination
 from engage.api.views import widget_request_check
@@ -34,6 +39,12 @@ from surveys.selectors import (
     survey_responses_csv,
     survey_summary,
     survey_text_answers,
+)
+from surveys.sentiment_selectors import (
+    SentimentQuery,
+    sentiment_query_from_params,
+    sentiment_trend,
+    sentiment_trend_csv,
 )
 from surveys.services import response_submit
 
@@ -73,6 +84,35 @@ def _wants_csv(request: Request) -> bool:
     return "text/csv" in request.headers.get("Accept", "") and not request.query_params.get(
         "format"
     )
+
+
+SENTIMENT_PARAMETERS = [
+    OpenApiParameter("interval", str, enum=["day", "week"], description="UTC days or ISO weeks."),
+    OpenApiParameter("from", str, description="ISO date or date-time (inclusive)."),
+    OpenApiParameter("to", str, description="ISO date (inclusive) or date-time (exclusive)."),
+    OpenApiParameter("segment", str, description="Segment slug: people in it now."),
+    OpenApiParameter("locale", str, description="Locale tag; `de` also covers `de-AT`."),
+    OpenApiParameter("terms", int, description="Negative terms per bucket, 0–50 (10)."),
+    OpenApiParameter("format", str, enum=["json", "csv"], description="csv: one row per bucket."),
+]
+SENTIMENT_RESPONSES = {
+    200: OpenApiResponse(
+        response=OpenApiTypes.OBJECT,
+        description='{"interval", "survey_id", "filters", "totals", "buckets": [{"start", '
+        '"responses", "scored", "mean_score", "positive", "neutral", "negative", '
+        '"unsupported", "nps", "nps_responses", "top_negative_terms": [{"term", "count"}]}]}',
+    ),
+    (200, "text/csv"): OpenApiResponse(
+        response=OpenApiTypes.STR, description="One row per bucket."
+    ),
+}
+
+
+def _sentiment_answer(request: Request, query: SentimentQuery, survey: Any, filename: str) -> Any:
+    trend = sentiment_trend(app=request_app(request), survey=survey, query=query)
+    if query.format == "csv":
+        return csv_response(request._request, sentiment_trend_csv(trend), filename=filename)
+    return Response(trend.as_dict())
 
 
 class SurveyViewSet(CampaignViewSet):
@@ -131,6 +171,15 @@ class SurveyViewSet(CampaignViewSet):
         )
         return Response(summary.as_dict())
 
+    @extend_schema(parameters=SENTIMENT_PARAMETERS, responses=SENTIMENT_RESPONSES)
+    @action(detail=True, methods=["get"])
+    def sentiment(self, request: Request, pk: str | None = None) -> Any:
+        """Sentiment of the survey's free-text answers per day or week, with NPS and the
+        most frequent terms of negative answers."""
+        survey = self.get_object()
+        query = sentiment_query_from_params(request.query_params)
+        return _sentiment_answer(request, query, survey, f"survey-{survey.pk}-sentiment.csv")
+
     @extend_schema(
         parameters=[
             *FILTER_PARAMETERS,
@@ -177,3 +226,16 @@ class ResponseSubmitView(APIView):
             locale=data.get("locale") or None,
         )
         return Response(response_as_dict(response))
+
+
+class SentimentView(APIView):
+    """`GET /api/v1/sentiment`: the App-wide trend over all its surveys (secret key)."""
+
+    authentication_classes = [AppKeyAuthentication]
+    permission_classes = [SecretKeyRequired]
+    content_negotiation_class = FormatIsNotARenderer
+
+    @extend_schema(parameters=SENTIMENT_PARAMETERS, responses=SENTIMENT_RESPONSES)
+    def get(self, request: Request) -> Any:
+        query = sentiment_query_from_params(request.query_params)
+        return _sentiment_answer(request, query, None, "sentiment.csv")

@@ -1,0 +1,598 @@
+"""Writes for sentiment: scoring free-text answers and keeping the daily aggregates in step.
+
+Every answer row with text (open-text answers and the free text of an "other" choice) is
+scored once by `sentiment_answers_score`, queued by `response_submit` after commit (Celery
+task `surveys.tasks.sentiment_score`) and swept up by `sentiment_pending_score` for answers
+whose task was lost. Each score adds the answer to `SentimentDaily` (counts by label, exact sum
+of scores) and, when negative, its terms to `SentimentTermDaily`, in the same transaction; an
+answer replaced or re-scored is withdrawn first. So the aggregates always equal a recount of
+the answers (`sentiment_aggregates_rebuild`), and trends never rescan answers.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+
+from django.db import connection, transaction
+from django.db.models import QuerySet
+
+from engage.models import App
+from surveys.models import Answer, SentimentDaily, SentimentTermDaily, Survey
+from surveys.sentiment_analysis import (
+    SentimentAnalyzer,
+    SentimentLabel,
+    SentimentResult,
+    analyzer_get,
+    analyzer_identity,
+    terms_of,
+)
+
+BATCH_SIZE = 500
+
+DailyKey = tuple[int, date, str]  # survey, day, locale
+TermKey = tuple[int, date, str, str]  # survey, day, locale, term
+LABEL_INDEX = {label: i for i, label in enumerate(SentimentLabel.ALL)}
+
+
+def _chunks(rows: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
+    return (rows[i : i + size] for i in range(0, len(rows), size))
+
+
+def score_e4(score: float | None) -> int:
+    """A score in units of 1e-4, the precision VADER gives; sums of these are exact."""
+    return round(score * 10_000) if score is not None else 0
+
+
+@dataclass
+class _Deltas:
+    """What answers add to (or withdraw from) the aggregates."""
+
+    # (survey, day, locale) → [app, positive, neutral, negative, unsupported, score_sum_e4]
+    daily: dict[DailyKey, list[int]]
+    # (survey, day, locale, term) → [app, count]
+    terms: dict[TermKey, list[int]]
+
+    def add(
+        self,
+        *,
+        survey_id: int,
+        app_id: int,
+        created_at: datetime,
+        locale: str,
+        label: str,
+        score: float | None,
+        text: str | None,
+        sign: int,
+    ) -> None:
+        day = created_at.astimezone(UTC).date()
+        key = (survey_id, day, locale)
+        entry = self.daily.setdefault(key, [app_id, 0, 0, 0, 0, 0])
+        entry[1 + LABEL_INDEX[label]] += sign
+        entry[5] += sign * score_e4(score)
+        if label == SentimentLabel.NEGATIVE and text:
+            for term in terms_of(text):
+                term_entry = self.terms.setdefault((survey_id, day, locale, term), [app_id, 0])
+                term_entry[1] += sign
+
+
+def _deltas() -> _Deltas:
+    return _Deltas({}, {})
+
+
+def _add_to_counters(
+    table: str,
+    key_columns: list[str],
+    fixed_columns: list[str],
+    value_columns: list[str],
+    rows: list[tuple[Any, ...]],
+    types: list[str],
+) -> None:
+    """Add to counters with INSERT … ON CONFLICT DO UPDATE, in key order so that concurrent
+    writers lock rows in the same order and cannot deadlock. PostgreSQL gets one array per
+    column (`types` are their SQL types); SQLite a VALUES list (at most 32,766 parameters)."""
+    if not rows:
+        return
+    columns = [*key_columns, *fixed_columns, *value_columns]
+    updates = ", ".join(f"{c} = {table}.{c} + excluded.{c}" for c in value_columns)
+    head = f"INSERT INTO {table} ({', '.join(columns)}) "
+    tail = f" ON CONFLICT ({', '.join(key_columns)}) DO UPDATE SET {updates}"
+    if connection.vendor == "postgresql":
+        arrays = ", ".join(f"%s::{t}[]" for t in types)
+        with _raw_cursor() as cursor:
+            cursor.execute(
+                f"{head}SELECT * FROM unnest({arrays}){tail}",  # noqa: S608 - names are ours
+                [[row[i] for row in rows] for i in range(len(columns))],
+            )
+        return
+    placeholders = "(" + ", ".join(["%s"] * len(columns)) + ")"
+    for chunk in _chunks(rows, 1000):
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"{head}VALUES {', '.join([placeholders] * len(chunk))}{tail}",
+                [value for row in chunk for value in row],
+            )
+
+
+def _deltas_apply(deltas: _Deltas) -> None:
+    _add_to_counters(
+        SentimentDaily._meta.db_table,
+        ["survey_id", "day", "locale"],
+        ["app_id"],
+        ["positive", "neutral", "negative", "unsupported", "score_sum_e4"],
+        [
+            (survey_id, day, locale, app_id, *values)
+            for (survey_id, day, locale), (app_id, *values) in sorted(deltas.daily.items())
+            if any(values)
+        ],
+        [
+            "bigint",
+            "date",
+            "varchar",
+            "bigint",
+            "integer",
+            "integer",
+            "integer",
+            "integer",
+            "bigint",
+        ],
+    )
+    _add_to_counters(
+        SentimentTermDaily._meta.db_table,
+        ["survey_id", "day", "locale", "term"],
+        ["app_id"],
+        ["count"],
+        [(*key, app_id, n) for key, (app_id, n) in sorted(deltas.terms.items()) if n],
+        ["bigint", "date", "varchar", "varchar", "bigint", "integer"],
+    )
+
+
+def _apps_of(survey_ids: Iterable[int]) -> dict[int, int]:
+    return {pk: app for pk, (app, _) in _surveys_of(survey_ids, share_lock=False).items()}
+
+
+_LOCKED_FIELDS = (
+    "pk",
+    "survey_id",
+    "created_at",
+    "locale",
+    "text",
+    "sentiment_label",
+    "sentiment_score",
+)
+
+
+def sentiment_answers_withdraw(*, answers: QuerySet[Answer]) -> int:
+    """Take scored answers out of the aggregates, before they are deleted or changed.
+
+    Before: inside the transaction that then deletes or changes `answers`. After: the
+    aggregates no longer count them. Every row of `answers`, scored or not, is locked until
+    commit (before any aggregate row is), so a scoring task waits and then sees the outcome,
+    and a later withdrawal in the same transaction never waits on a task that waits on it.
+    Returns how many were withdrawn.
+    """
+    rows = [
+        row
+        for row in answers.select_for_update().order_by("pk").values_list(*_LOCKED_FIELDS)
+        if row[5] is not None  # sentiment_label: only scored answers are counted
+    ]
+    if not rows:
+        return 0
+    apps = {pk: app for pk, (app, _) in _surveys_of((r[1] for r in rows), share_lock=True).items()}
+    deltas = _deltas()
+    for pk, survey_id, created_at, locale, text, label, score in rows:
+        del pk
+        deltas.add(
+            survey_id=survey_id,
+            app_id=apps[survey_id],
+            created_at=created_at,
+            locale=locale,
+            label=label,
+            score=score,
+            text=text,
+            sign=-1,
+        )
+    _deltas_apply(deltas)
+    return len(rows)
+
+
+def sentiment_answers_restore(*, answers: QuerySet[Answer]) -> int:
+    """Count scored answers in the aggregates again after `sentiment_answers_withdraw` and a
+    change of their day or locale, in the same transaction."""
+    rows = list(
+        answers.filter(sentiment_label__isnull=False).order_by("pk").values_list(*_LOCKED_FIELDS)
+    )
+    if not rows:
+        return 0
+    apps = _apps_of(row[1] for row in rows)
+    deltas = _deltas()
+    for _, survey_id, created_at, locale, text, label, score in rows:
+        deltas.add(
+            survey_id=survey_id,
+            app_id=apps[survey_id],
+            created_at=created_at,
+            locale=locale,
+            label=label,
+            score=score,
+            text=text,
+            sign=1,
+        )
+    _deltas_apply(deltas)
+    return len(rows)
+
+
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    """A free-text answer as read for scoring, with its survey's App and default locale."""
+
+    pk: int
+    survey_id: int
+    created_at: datetime
+    locale: str
+    text: str
+    old_label: str | None
+    old_score: float | None
+    app_id: int
+    default_locale: str
+
+
+def _raw_cursor() -> Any:
+    """psycopg's own cursor on the current connection (so inside the current transaction):
+    the statements of a scoring batch are sent in pipeline mode, which Django's cursor
+    wrapper does not know of."""
+    connection.ensure_connection()
+    return connection.connection.cursor()
+
+
+def _read_sql(*, rescore: bool) -> str:
+    """PostgreSQL: the rows of an array of ids, as `_Pending`, survey rows FOR KEY SHARE."""
+    return (
+        "SELECT a.id, a.survey_id, a.created_at, a.locale, a.text, a.sentiment_label, "  # noqa: S608
+        f"a.sentiment_score, s.app_id, p.default_locale FROM {Answer._meta.db_table} a "
+        f"JOIN {Survey._meta.db_table} s ON s.id = a.survey_id "
+        f"JOIN {App._meta.db_table} p ON p.id = s.app_id "
+        "WHERE a.id = ANY(%s) AND a.text IS NOT NULL"
+        + ("" if rescore else " AND a.sentiment_label IS NULL")
+        + " ORDER BY a.id FOR KEY SHARE OF s"
+    )
+
+
+def _write_sql(*, postgres: bool) -> str:
+    """One UPDATE of a slice's scores (FROM unnest(arrays) on PostgreSQL, FROM (VALUES …) on
+    SQLite), each only where its row still holds what was read: the same locale (the language
+    hint, and the aggregate it is counted in) and the same previous label and score. The text
+    of an answer row never changes (a changed answer is a new row). It returns the ids
+    written; a row changed or deleted meanwhile is left as it is (an unscored one stays
+    pending for the sweeper).
+
+    No row is locked while a batch is analysed: the UPDATE takes the row locks itself, in id
+    order, and under READ COMMITTED re-checks its condition on the newest version of a row
+    that a concurrent transaction changed, so a score is never written over a state it was not
+    computed from, and two workers given the same ids write each row once."""
+    table = Answer._meta.db_table
+    same = "IS NOT DISTINCT FROM" if postgres else "IS"
+    update = (
+        f"UPDATE {table} SET sentiment_label = v.label, sentiment_score = v.score, "  # noqa: S608
+        f"sentiment_language = v.language, sentiment_analyzer = %s FROM v "
+        f"WHERE {table}.id = v.id AND {table}.locale = v.locale "
+        f"AND {table}.sentiment_label {same} v.old_label "
+        f"AND {table}.sentiment_score {same} v.old_score RETURNING {table}.id"
+    )
+    if not postgres:
+        return (
+            "WITH v(id, label, score, language, locale, old_label, old_score) AS ({values}) "
+            + update
+        )
+    return (
+        "WITH v(id, label, score, language, locale, old_label, old_score) AS ("  # noqa: S608
+        "SELECT * FROM unnest(%s::bigint[], %s::varchar[], %s::float8[], %s::varchar[], "
+        "%s::varchar[], %s::varchar[], %s::float8[])) " + update
+    )
+
+
+_WRITE_SQL_POSTGRES = _write_sql(postgres=True)
+
+
+def _write_params(rows: Sequence[tuple[_Pending, SentimentResult]], *, analyzer: str) -> list[Any]:
+    return [
+        [row.pk for row, _ in rows],
+        [result.label for _, result in rows],
+        [result.score for _, result in rows],
+        [result.language[:8] for _, result in rows],
+        [row.locale for row, _ in rows],
+        [row.old_label for row, _ in rows],
+        [row.old_score for row, _ in rows],
+        analyzer[:64],
+    ]
+
+
+def _pending_read(answer_ids: Sequence[int], *, rescore: bool) -> list[_Pending]:
+    """The free-text rows among `answer_ids` (unscored ones unless `rescore`), in id order,
+    with their survey's App and default locale, in one query and without locking them.
+
+    The survey rows are locked FOR KEY SHARE, so that `sentiment_aggregates_rebuild` (FOR
+    UPDATE) waits for this transaction while scorers never block one another. SQLite runs one
+    writer at a time anyway (its transactions take the write lock when they begin)."""
+    ids = sorted(set(answer_ids))
+    if not ids:
+        return []
+    if connection.vendor != "postgresql":
+        rows = Answer.objects.filter(pk__in=ids, text__isnull=False)
+        if not rescore:
+            rows = rows.filter(sentiment_label__isnull=True)
+        return [
+            _Pending(*row)  # type: ignore[arg-type]  # text is not null (filtered above)
+            for row in rows.order_by("pk").values_list(
+                "pk",
+                "survey_id",
+                "created_at",
+                "locale",
+                "text",
+                "sentiment_label",
+                "sentiment_score",
+                "survey__app_id",
+                "survey__app__default_locale",
+            )
+        ]
+    with _raw_cursor() as cursor:
+        cursor.execute(_read_sql(rescore=rescore), [ids])
+        return [_Pending(*row) for row in cursor.fetchall()]
+
+
+def _scores_write(rows: Sequence[tuple[_Pending, SentimentResult]], *, analyzer: str) -> set[int]:
+    """SQLite: write the scores of `rows` with `_write_sql` (FROM (VALUES …), 500 rows a
+    statement); PostgreSQL sends the same UPDATE from `_score_pipelined`. Returns the ids
+    written."""
+    written: set[int] = set()
+    for chunk in _chunks(rows, 500):  # 7 parameters a row: under SQLite's 32,766
+        values = "VALUES " + ", ".join(
+            ["(CAST(%s AS BIGINT), %s, CAST(%s AS REAL), %s, %s, %s, CAST(%s AS REAL))"]
+            * len(chunk)
+        )
+        params: list[Any] = []
+        for row, result in chunk:
+            params += [
+                row.pk,
+                result.label,
+                result.score,
+                result.language[:8],
+                row.locale,
+                row.old_label,
+                row.old_score,
+            ]
+        with connection.cursor() as cursor:
+            cursor.execute(
+                _write_sql(postgres=False).format(values=values), [*params, analyzer[:64]]
+            )
+            written.update(pk for (pk,) in cursor.fetchall())
+    return written
+
+
+def _surveys_of(survey_ids: Iterable[int], *, share_lock: bool) -> dict[int, tuple[int, str]]:
+    """survey → (app, the App's default locale), in one query.
+
+    With `share_lock` the survey rows are locked FOR KEY SHARE in the same statement, so that
+    `sentiment_aggregates_rebuild` (FOR UPDATE) waits for writers of aggregates, while writers
+    never block one another. SQLite runs one writer at a time anyway."""
+    ids = sorted(set(survey_ids))
+    if not ids:
+        return {}
+    postgres = connection.vendor == "postgresql"
+    sql = (
+        f"SELECT s.id, s.app_id, a.default_locale FROM {Survey._meta.db_table} s "  # noqa: S608
+        f"JOIN {App._meta.db_table} a ON a.id = s.app_id WHERE s.id IN "
+        f"({', '.join(['%s'] * len(ids))}) ORDER BY s.id"
+        + (" FOR KEY SHARE OF s" if share_lock and postgres else "")
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, ids)
+        return {row[0]: (row[1], row[2]) for row in cursor.fetchall()}
+
+
+def _deltas_of(scored: Sequence[tuple[_Pending, SentimentResult]], written: set[int]) -> _Deltas:
+    """What the rows written add to the aggregates (a re-scored row withdraws its old score)."""
+    deltas = _deltas()
+    for row, result in scored:
+        if row.pk not in written:
+            continue
+        if row.old_label is not None:
+            deltas.add(
+                survey_id=row.survey_id,
+                app_id=row.app_id,
+                created_at=row.created_at,
+                locale=row.locale,
+                label=row.old_label,
+                score=row.old_score,
+                text=row.text,
+                sign=-1,
+            )
+        deltas.add(
+            survey_id=row.survey_id,
+            app_id=row.app_id,
+            created_at=row.created_at,
+            locale=row.locale,
+            label=result.label,
+            score=result.score,
+            text=row.text,
+            sign=1,
+        )
+    return deltas
+
+
+def _analyze(
+    analyzer: SentimentAnalyzer, rows: Sequence[_Pending]
+) -> list[tuple[_Pending, SentimentResult]]:
+    results = analyzer.analyze_many([(row.text, row.locale or row.default_locale) for row in rows])
+    return list(zip(rows, results, strict=True))
+
+
+# On PostgreSQL the scores of a batch are written in slices of this many answers, pipelined: the
+# server writes one slice while this process analyses the next.
+SLICE_SIZE = 100
+
+
+def _score_pipelined(
+    answer_ids: Sequence[int], *, rescore: bool, analyzer: SentimentAnalyzer
+) -> int:
+    """`sentiment_answers_score` on PostgreSQL, with psycopg's pipeline mode.
+
+    The same statements as the plain path (`_pending_read`, `_scores_write`, `_deltas_apply`),
+    in the same transaction and order; the pipeline only stops this process from waiting on
+    each. The batch is read in one query; each slice's UPDATE is sent as soon as the slice is
+    analysed, and the server runs it while the next slice is analysed. The aggregates are then
+    written once, in key order, for exactly the rows the UPDATEs returned. An error in any
+    statement aborts the rest; it is raised when the pipeline ends and the transaction rolls
+    back."""
+    rows = _pending_read(answer_ids, rescore=rescore)
+    if not rows:
+        return 0
+    identity = analyzer_identity(analyzer)
+    raw = connection.connection
+    scored: list[tuple[_Pending, SentimentResult]] = []
+    with raw.pipeline():
+        # Scores can be recomputed: if the server crashes before this commit reaches the disk,
+        # the transaction is lost as a whole (rows still pending, aggregates untouched) and
+        # the sweeper scores the rows again. So the commit need not wait for the disk flush.
+        raw.execute("SET LOCAL synchronous_commit TO off")
+        updates = []
+        for chunk in _chunks(rows, SLICE_SIZE):
+            pairs = _analyze(analyzer, chunk)
+            update = _raw_cursor()
+            update.execute(_WRITE_SQL_POSTGRES, _write_params(pairs, analyzer=identity))
+            updates.append(update)
+            scored += pairs
+        written = {pk for cursor in updates for (pk,) in cursor.fetchall()}
+        _deltas_apply(_deltas_of(scored, written))
+    return len(written)
+
+
+def sentiment_answers_score(
+    *,
+    answer_ids: Sequence[int],
+    rescore: bool = False,
+    analyzer: SentimentAnalyzer | None = None,
+) -> int:
+    """Score the free-text answers `answer_ids` and count them in the aggregates.
+
+    Before: any ids (missing rows, rows without text and, unless `rescore`, rows already
+    scored are skipped). After: each scored row holds its label, score, detected language and
+    the analyzer's "name version"; the aggregates count it once (a re-score withdraws the old
+    score first), so running this twice never double counts. In one transaction: read the
+    rows (no row lock while the batch is analysed), one UPDATE of the rows that still hold what
+    was read (`_scores_write`), and one upsert per aggregate table for exactly the rows
+    written. A row that a concurrent response changed or replaced meanwhile is skipped (still
+    pending, the sweeper scores it), and two workers given the same ids write and count each
+    row once. Returns how many were written.
+    """
+    analyzer = analyzer or analyzer_get()
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            return _score_pipelined(answer_ids, rescore=rescore, analyzer=analyzer)
+        rows = _pending_read(answer_ids, rescore=rescore)
+        if not rows:
+            return 0
+        scored = _analyze(analyzer, rows)
+        written = _scores_write(scored, analyzer=analyzer_identity(analyzer))
+        _deltas_apply(_deltas_of(scored, written))
+    return len(written)
+
+
+def sentiment_pending_ids(*, limit: int = BATCH_SIZE, after: int = 0) -> list[int]:
+    """Ids of free-text answers not scored yet, oldest first (on a partial index)."""
+    return list(
+        Answer.objects.filter(text__isnull=False, sentiment_label__isnull=True, pk__gt=after)
+        .order_by("pk")
+        .values_list("pk", flat=True)[:limit]
+    )
+
+
+def sentiment_pending_score(*, max_batches: int | None = None, batch_size: int = BATCH_SIZE) -> int:
+    """Score pending answers in batches until none is left (or `max_batches` ran).
+
+    For answers stored while no worker ran and whose task was lost, and for bulk imports.
+    Returns how many answers were scored.
+    """
+    analyzer = analyzer_get()
+    total = 0
+    after = 0
+    for _ in itertools.count() if max_batches is None else range(max_batches):
+        ids = sentiment_pending_ids(limit=batch_size, after=after)
+        if not ids:
+            break
+        total += sentiment_answers_score(answer_ids=ids, analyzer=analyzer)
+        after = ids[-1]
+    return total
+
+
+def sentiment_rescore(
+    *,
+    app_id: int | None = None,
+    survey_id: int | None = None,
+    everything: bool = False,
+    batch_size: int = BATCH_SIZE,
+) -> int:
+    """Score again the free-text answers of an App or a survey (all when neither is given)
+    whose score came from another analyzer or version (every one with `everything`), then
+    recount their surveys' aggregates. Returns how many answers were written."""
+    analyzer = analyzer_get()
+    identity = analyzer_identity(analyzer)
+    answers = Answer.objects.filter(text__isnull=False)
+    if app_id is not None:
+        answers = answers.filter(survey__app_id=app_id)
+    if survey_id is not None:
+        answers = answers.filter(survey_id=survey_id)
+    if not everything:
+        answers = answers.exclude(sentiment_analyzer=identity)
+    total = 0
+    after = 0
+    while True:
+        ids = list(
+            answers.filter(pk__gt=after).order_by("pk").values_list("pk", flat=True)[:batch_size]
+        )
+        if not ids:
+            break
+        total += sentiment_answers_score(answer_ids=ids, rescore=True, analyzer=analyzer)
+        after = ids[-1]
+    surveys = Survey.objects.all()
+    if app_id is not None:
+        surveys = surveys.filter(app_id=app_id)
+    if survey_id is not None:
+        surveys = surveys.filter(pk=survey_id)
+    for survey in surveys.order_by("pk"):
+        sentiment_aggregates_rebuild(survey=survey)
+    return total
+
+
+@transaction.atomic
+def sentiment_aggregates_rebuild(*, survey: Survey) -> None:
+    """Recount a survey's sentiment aggregates from its scored answers.
+
+    Locks the survey row (FOR UPDATE), so scoring and answer changes of this survey wait until
+    the recount is committed. For after a manual data fix or a change of the term rules;
+    scoring keeps the aggregates in step otherwise.
+    """
+    Survey.objects.select_for_update().filter(pk=survey.pk).first()
+    SentimentDaily.objects.filter(survey=survey).delete()
+    SentimentTermDaily.objects.filter(survey=survey).delete()
+    deltas = _deltas()
+    rows = (
+        Answer.objects.filter(survey=survey, sentiment_label__isnull=False)
+        .order_by()
+        .values_list("created_at", "locale", "sentiment_label", "sentiment_score", "text")
+    )
+    for created_at, locale, label, score, text in rows.iterator(chunk_size=5000):
+        assert label is not None  # noqa: S101 - filtered above
+        deltas.add(
+            survey_id=survey.pk,
+            app_id=survey.app_id,
+            created_at=created_at,
+            locale=locale,
+            label=label,
+            score=score,
+            text=text,
+            sign=1,
+        )
+    _deltas_apply(deltas)
