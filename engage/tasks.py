@@ -36,3 +36,11 @@ def webhooks_send_overdue() -> int:
 def campaigns_schedule() -> int:
     """Start scheduled campaigns and archive ended ones. Run every minute by beat."""
     return campaigns_schedule_tick()
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def adaptive_allocations() -> int:
+    """Recompute the variant weights of live adaptive campaigns. Run hourly by beat."""
+    from engage.kpis import adaptive_allocations_update
+
+    return adaptive_allocations_update()

@@ -30,6 +30,13 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
 from django.views.decorators.http import require_POST
 
+from engage.admin_insights import (
+    EXPERIMENT_FIELDS,
+    EXPERIMENT_FIELDSET,
+    experiment_form_clean,
+    experiment_form_init,
+    kpi_section,
+)
 from engage.campaigns import (
     campaign_archive,
     campaign_create,
@@ -260,11 +267,13 @@ class MessageForm(forms.ModelForm):
             "ends_at",
             "goal_event",
             "goal_window_days",
+            *EXPERIMENT_FIELDS,
         ]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         message: Message = self.instance
+        experiment_form_init(self, message.app_id if message.pk is not None else None)
         content_widget = self.fields["content"].widget
         if isinstance(content_widget, ContentWidget):
             content_widget.preview_url = reverse("admin:messaging_message_preview")
@@ -340,6 +349,7 @@ class MessageForm(forms.ModelForm):
         url_op, url_value = cleaned.get("trigger_url_op"), cleaned.get("trigger_url_value")
         if url_op and not url_value:
             self.add_error("trigger_url_value", "Type the URL text to match, or pick “any page”.")
+        experiment_form_clean(self, cleaned)
         return cleaned
 
     def _condition_refused(self, report: ConditionReport) -> None:
@@ -519,6 +529,7 @@ class MessageAdmin(admin.ModelAdmin):
             },
         ),
         ("Goal", {"fields": ["goal_event", "goal_window_days"]}),
+        EXPERIMENT_FIELDSET,
     ]
 
     class Media:
@@ -622,6 +633,7 @@ class MessageAdmin(admin.ModelAdmin):
             try:
                 with transaction.atomic():
                     change(campaign=message)
+                self.log_change(request, message, f"{done.capitalize()} (list action).")
                 changed.append(message.name)
             except EngageError as exc:
                 messages.error(request, f"“{message.name}” was not {done}: {exc.message}")
@@ -652,6 +664,9 @@ class MessageAdmin(admin.ModelAdmin):
             if action == "schedule":
                 starts_at = _parse_local(request.POST.get("starts_at", ""))
                 message = message_schedule(message=message, starts_at=starts_at)
+                self.log_change(
+                    request, message, f"Scheduled to go live at {starts_at:%Y-%m-%d %H:%M %Z}."
+                )
                 messages.success(
                     request,
                     f"“{message.name}” is scheduled: it goes live on "
@@ -666,6 +681,8 @@ class MessageAdmin(admin.ModelAdmin):
         except EngageError as exc:
             messages.error(request, f"Not changed: {exc.message}")
             return back
+        # Status buttons bypass the change form: record them in the admin log as Django would.
+        self.log_change(request, message, f"Status changed to {message.status}.")
         messages.success(request, f"“{message.name}” is now {message.status}.")
         return back
 
@@ -760,6 +777,7 @@ class MessageAdmin(admin.ModelAdmin):
             "chart_js": CHART_JS,
             "results_js": RESULTS_JS,
             "admin_css": ADMIN_CSS,
+            "experiment": kpi_section(campaign=message, kind=KIND, variants=variants),
         }
         return TemplateResponse(request, "admin/messaging/message/results.html", context)
 

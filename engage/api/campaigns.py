@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any, ClassVar
 
 from django.db.models import QuerySet
@@ -23,7 +24,21 @@ from engage.campaigns import (
     campaign_update,
 )
 from engage.experiments import campaign_results
-from engage.models import Campaign
+from engage.kpis import campaign_kpi_results
+from engage.models import Campaign, Kpi
+
+# The experiment set-up every campaign kind has (docs/insights.md).
+EXPERIMENT_FIELDS = ("hypothesis", "primary_kpi", "minimum_detectable_effect", "allocation")
+
+
+class AppKpiField(serializers.PrimaryKeyRelatedField):
+    """A KPI id, looked up among the requesting App's KPIs only."""
+
+    def get_queryset(self) -> QuerySet[Kpi]:
+        request = self.context.get("request")
+        if request is None:
+            return Kpi.objects.none()
+        return Kpi.objects.filter(app=request_app(request))
 
 
 class CampaignSerializer(serializers.ModelSerializer):
@@ -37,12 +52,29 @@ class CampaignSerializer(serializers.ModelSerializer):
     holdout_percent = serializers.DecimalField(
         max_digits=5, decimal_places=2, required=False, coerce_to_string=False
     )
+    primary_kpi = AppKpiField(
+        required=False, allow_null=True, help_text="Id of one of the App's KPIs, or null."
+    )
+    minimum_detectable_effect = serializers.DecimalField(
+        max_digits=6,
+        decimal_places=2,
+        required=False,
+        coerce_to_string=False,
+        min_value=Decimal("0.1"),
+        max_value=Decimal("1000"),
+        help_text="Smallest relative lift worth detecting, in percent.",
+    )
+    allocation = serializers.ChoiceField(choices=["fixed", "adaptive"], required=False)
+    adaptive_weights = serializers.JSONField(read_only=True)
 
     class Meta:
         fields: ClassVar[list[str]] = [
             "id",
             "status",
             *SHARED_FIELDS,
+            *EXPERIMENT_FIELDS,
+            "adaptive_weights",
+            "adaptive_updated_at",
             "created_at",
             "updated_at",
             "published_at",
@@ -50,15 +82,35 @@ class CampaignSerializer(serializers.ModelSerializer):
         read_only_fields: ClassVar[list[str]] = [
             "id",
             "status",
+            "adaptive_updated_at",
             "created_at",
             "updated_at",
             "published_at",
         ]
 
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        attrs = super().validate(attrs)
+        instance = self.instance
+        allocation = attrs.get("allocation", getattr(instance, "allocation", "fixed"))
+        kpi = attrs.get("primary_kpi", getattr(instance, "primary_kpi", None))
+        if allocation == "adaptive" and kpi is None:
+            raise serializers.ValidationError(
+                {"allocation": "adaptive allocation needs a primary_kpi to optimise"}
+            )
+        return attrs
+
 
 class ResultsSerializer(serializers.Serializer):
     holdout = serializers.JSONField()
     variants = serializers.ListField(child=serializers.JSONField())
+    experiment = serializers.JSONField(
+        help_text="hypothesis, primary_kpi, minimum_detectable_effect, allocation, weights"
+    )
+    kpis = serializers.ListField(
+        child=serializers.JSONField(),
+        help_text="Per KPI: holdout, exposed and per-variant rate, lift with its 95% interval, "
+        "p-value, verdict, sample size needed per group and a warning while it is too small.",
+    )
 
 
 class CampaignViewSet(viewsets.ModelViewSet):
@@ -115,6 +167,8 @@ class CampaignViewSet(viewsets.ModelViewSet):
         campaign = self.get_object()
         kind = campaign_kind_get(self.kind)
         variants = [name for name, _ in kind.variants(campaign)]
-        return Response(
-            campaign_results(kind=self.kind, campaign_id=campaign.pk, variants=variants)
+        results = campaign_results(kind=self.kind, campaign_id=campaign.pk, variants=variants)
+        results.update(
+            campaign_kpi_results(campaign=campaign, kind=self.kind, variants=variants or [""])
         )
+        return Response(results)
