@@ -338,6 +338,68 @@ def _sentiment_queue(answer_ids: list[int]) -> None:
     transaction.on_commit(lambda: sentiment_score.delay(answer_ids=answer_ids), robust=True)
 
 
+def _preview_delivery(*, app: App, delivery_id: Any) -> Delivery | None:
+    """The test delivery (a preview on a test user or through a preview link) named, if any."""
+    if delivery_id in (None, ""):
+        return None
+    try:
+        pk = uuid.UUID(str(delivery_id))
+    except ValueError:
+        return None
+    return Delivery.objects.filter(app=app, pk=pk, is_test=True).first()
+
+
+def _preview_response(
+    *,
+    app: App,
+    survey_id: Any,
+    response_id: uuid.UUID,
+    user_id: str | None,
+    anonymous_id: str | None,
+    delivery: Delivery,
+    answers: Any,
+    completed: bool,
+    locale: str | None,
+    now: datetime,
+) -> Response:
+    """Answers to a preview: validated like real ones, acknowledged, never stored.
+
+    A preview may show a draft, so the survey need not be live. Nothing is written but the
+    delivery's `answered_at` (test deliveries are left out of every result): no response,
+    no tallies, no sentiment, no webhook, so results stay clean, as in the peers' previews.
+    Each submission is checked on its own (earlier partial answers are not kept), so the
+    required-question check of a completed response does not apply.
+    """
+    survey = Survey.objects.filter(app=app, pk=delivery.campaign_id).first()
+    if survey is None or delivery.kind != KIND or str(delivery.campaign_id) != str(survey_id):
+        raise errors.InvalidInput(
+            f"delivery_id: this preview delivery is not of survey {survey_id}",
+            code="wrong_delivery",
+        )
+    clean = answers_validate(survey.questions, answers)
+    person = person_resolve(app=app, user_id=user_id, anonymous_id=anonymous_id, create=False)
+    if person is None or person.pk != delivery.person_id:
+        raise errors.NotFound("delivery_id: no such delivery for this person in this App")
+    kept = {question_id: value for question_id, value in clean.items() if value is not None}
+    if completed:
+        delivery_answered(delivery=delivery, at=now)
+    return Response(
+        id=response_id,
+        app=app,
+        survey=survey,
+        person=person,
+        delivery=delivery,
+        variant=delivery.variant,
+        locale=locale or "",
+        answers=kept,
+        completed=completed,
+        last_question=_furthest(survey.questions, kept),
+        created_at=now,
+        updated_at=now,
+        completed_at=now if completed else None,
+    )
+
+
 @transaction.atomic
 def response_submit(
     *,
@@ -374,6 +436,20 @@ def response_submit(
         raise errors.InvalidInput("locale: a locale tag like en or pt-BR")
     if not user_id and not anonymous_id:
         raise errors.InvalidInput("user_id: give a user_id or an anonymous_id")
+    preview = _preview_delivery(app=app, delivery_id=delivery_id)
+    if preview is not None:
+        return _preview_response(
+            app=app,
+            survey_id=survey_id,
+            response_id=rid,
+            user_id=user_id,
+            anonymous_id=anonymous_id,
+            delivery=preview,
+            answers=answers,
+            completed=completed,
+            locale=locale,
+            now=now,
+        )
     survey = survey_get_for_answers(app=app, survey_id=survey_id)
     clean = answers_validate(survey.questions, answers)
     person = person_resolve(app=app, user_id=user_id, anonymous_id=anonymous_id, create=True)
