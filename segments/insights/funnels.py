@@ -71,6 +71,9 @@ def diff_ms_sql(start: str, end: str) -> str:
 
 
 def _step_q(step: EventFilter, now: datetime) -> Q:
+    # Without property filters the name alone (no always-true test for the scan to evaluate).
+    if not step.where:
+        return Q(name=step.event)
     return Q(name=step.event) & event_filters_q(step.where, now=now)
 
 
@@ -114,13 +117,16 @@ def _funnel_sql_pg(
     """PostgreSQL: the chains are carried backwards through the events in one sort order.
 
     The matching events are sorted once by (person, timestamp, id), latest first. Then, for
-    k = n-1 down to 1, one window pass gives every row `c` = the earliest later event of the
-    same person matching step k, as an array `[µs, id, t(k+1), …, t(n-1)]`: its own time and
-    id (the smallest pair is the nearest event), then the rest of *its* chain, which the pass
-    for step k+1 has just put on it. Each pass reads its input in the order the previous one
-    wrote it, so nothing is sorted again and no row is joined to another: a step-1 event ends
-    up holding its whole greedy chain. Times are whole microseconds (exact), so the window's
-    inclusive edge and the medians are those of the statement for other databases.
+    k = n-1 down to 1, one window pass gives every row `u{k}` = the time of the earliest later
+    event of the same person matching step k, and `u{k+1}`, … = the rest of *that* event's
+    chain, which the pass for step k+1 has just put on it. A greedy chain started from a later
+    event is never earlier at any step, so the nearest event's values are the smallest ones:
+    each is a plain MIN of a number, all of a pass sharing one window. Each pass reads its input
+    in the order the previous one wrote it, so nothing is sorted again and no row is joined to
+    another: a step-1 event ends up holding its whole greedy chain. A grouped pass picks each
+    person's best attempt, and one more grouped pass gives every count and median. Times are
+    whole microseconds (exact), so the window's inclusive edge and the medians are those of the
+    statement for other databases.
     """
     n = len(steps)
     base_sql, params = _base_events_sql(
@@ -137,7 +143,8 @@ def _funnel_sql_pg(
     ctes.append(
         "l AS (SELECT b.person_id, b.id, "
         "round(date_part('epoch', b.timestamp) * 1000000)::bigint AS us, "
-        + ", ".join(f"b.s{i}" for i in range(n))
+        # Each step's flag as a boolean: narrower rows to sort and carry through the passes.
+        + ", ".join(f"b.s{i} = 1 AS s{i}" for i in range(n))
         + f" FROM ({base_sql}) b{only_cohort})"
     )
     all_params += params
@@ -147,36 +154,29 @@ def _funnel_sql_pg(
     )
     source = "l"
     for k in range(n - 1, 0, -1):
-        if k == n - 1:
-            # The last step: only the time of the nearest later event matters (ties in time
-            # give the same time), so a plain number rather than an array.
-            value = "us"
-        else:
-            # The previous pass's `c` is the chain of the nearest later step-(k+1) event: its
-            # time t(k+1) (all of `c` for the last step), then t(k+2)… from its third element.
-            carried = (
-                ", c"
-                if k == n - 2
-                else ", c[1]" + "".join(f", c[{i}]" for i in range(3, n - k + 1))
-            )
-            value = f"ARRAY[us, id{carried}]"
+        # u{k}: the time of the nearest later step-k event; u{j} (j > k): the rest of that
+        # event's chain, which the pass for step k+1 has just put on it as u{j}. A greedy chain
+        # never starts earlier from a later event, so the nearest event's values are the
+        # smallest ones: each is a plain MIN, all sharing one window (one pass per step).
+        mins = ", ".join(
+            [f"MIN(us) FILTER (WHERE s{k}) OVER w AS u{k}"]
+            + [f"MIN(u{j}) FILTER (WHERE s{k}) OVER w AS u{j}" for j in range(k + 1, n)]
+        )
         keep = ", ".join(f"s{i}" for i in range(k))
         # Rows that match none of steps 0…k have served their purpose: leave them out.
-        useful = " OR ".join(f"s{i} = 1" for i in range(k + 1))
+        useful = " OR ".join(f"s{i}" for i in range(k + 1))
         ctes.append(
-            f"l{k} AS (SELECT person_id, id, us, {keep}, "
-            f"MIN(CASE WHEN s{k} = 1 THEN {value} END) OVER w AS c "
+            f"l{k} AS (SELECT person_id, id, us, {keep}, {mins} "
             f"FROM {source} WHERE {useful} WINDOW w AS ({frame}))"
         )
         source = f"l{k}"
-    later = ["c AS t1"] if n == 2 else [f"c[{1 if k == 1 else k + 1}] AS t{k}" for k in range(1, n)]
-    times = ", ".join(["us AS t0", *later])
+    times = ", ".join(["us AS t0", *(f"u{k} AS t{k}" for k in range(1, n))])
     window_us = int(window.total_seconds() * 1_000_000)
     depth_cases = " ".join(
         f"WHEN a.t{k} IS NULL OR a.t{k} - a.t0 > {window_us} THEN {k}" for k in range(1, n)
     )
     depth = f"CASE {depth_cases} ELSE {n} END" if n > 1 else "1"
-    ctes.append(f"chain AS (SELECT person_id, id, {times} FROM {source} WHERE s0 = 1)")
+    ctes.append(f"chain AS (SELECT person_id, id, {times} FROM {source} WHERE s0)")
     if cohorts is not None:
         anchor = ""
         if cohorts.anchored:
@@ -209,17 +209,23 @@ def _funnel_sql_pg(
         f"(SELECT label, person_id, MAX(depth) AS depth{pick} FROM ({scored}) x "
         "GROUP BY label, person_id) p)"
     )
-    selects = [
-        "SELECT 'reached' AS kind, label, depth AS k, COUNT(*) AS value FROM best "
-        "GROUP BY label, depth"
-    ]
-    selects += [
-        f"SELECT 'median', label, {k}, "
-        # Exact: µs differences (at most 90 days) and their halves are exact in a double.
-        f"percentile_cont(0.5) WITHIN GROUP (ORDER BY (t{k} - t{k - 1})::float8)::numeric "
-        "/ 1000 "
-        f"FROM best WHERE depth > {k} GROUP BY label"
+    # One grouped pass over `best` gives every figure (so `best` is read once, not kept for
+    # several scans); a lateral VALUES turns each group's row into (kind, label, k, value) rows
+    # (none for a zero count or a median of nobody, as a GROUP BY per figure would give).
+    figures = [f"COUNT(*) FILTER (WHERE depth = {d}) AS d{d}" for d in range(1, n + 1)]
+    # Exact: µs differences (at most 90 days) and their halves are exact in a double.
+    figures += [
+        f"percentile_cont(0.5) WITHIN GROUP (ORDER BY (t{k} - t{k - 1})::float8) "
+        f"FILTER (WHERE depth > {k}) AS m{k}"
         for k in range(1, n)
+    ]
+    rows = [f"('reached', {d}, NULLIF(d{d}, 0)::numeric)" for d in range(1, n + 1)]
+    rows += [f"('median', {k}, m{k}::numeric / 1000)" for k in range(1, n)]
+    selects = [
+        "SELECT v.kind, g.label, v.k, v.value FROM "
+        f"(SELECT label, {', '.join(figures)} FROM best GROUP BY label) g "
+        f"CROSS JOIN LATERAL (VALUES {', '.join(rows)}) v(kind, k, value) "
+        "WHERE v.value IS NOT NULL"
     ]
     if cohorts is not None:
         selects.append(
