@@ -121,6 +121,16 @@ class _PreparedCursor(psycopg.Cursor[Any]):
         return super().execute(query, params, prepare=True)
 
 
+def preparation_allow(raw: psycopg.Connection[Any]) -> None:
+    """Let statements executed with `prepare=True` on this psycopg connection be prepared on
+    the server (once per connection). Django turns psycopg's automatic preparation off, and
+    psycopg then ignores `prepare=True` too; a threshold no statement reaches keeps
+    preparation opt-in: only the hot paths that ask for it (Django's client-side binding
+    cursors never prepare)."""
+    if raw.prepare_threshold is None:
+        raw.prepare_threshold = _PREPARE_ONLY_WHEN_ASKED
+
+
 def _cursor() -> Any:
     """A cursor for the ingestion hot path's few, fixed statements.
 
@@ -138,11 +148,7 @@ def _cursor() -> Any:
     raw = db.connection
     if not isinstance(raw, psycopg.Connection):
         return db.cursor()
-    if raw.prepare_threshold is None:
-        # Django turns psycopg's automatic preparation off, and psycopg then ignores
-        # `prepare=True` too. A threshold no statement reaches keeps preparation opt-in: only
-        # these cursors ask for it (Django's client-side binding cursors never prepare).
-        raw.prepare_threshold = _PREPARE_ONLY_WHEN_ASKED
+    preparation_allow(raw)
     cursor: Any = _PreparedCursor(raw)
     return db.make_debug_cursor(cursor) if db.queries_logged else db.make_cursor(cursor)
 

@@ -12,6 +12,7 @@ the answers (`sentiment_aggregates_rebuild`), and trends never rescan answers.
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -21,6 +22,7 @@ from django.db import connection, transaction
 from django.db.models import QuerySet
 
 from engage.models import App
+from segments.services import preparation_allow
 from surveys.models import Answer, SentimentDaily, SentimentTermDaily, Survey
 from surveys.sentiment_analysis import (
     SentimentAnalyzer,
@@ -247,105 +249,59 @@ def _raw_cursor() -> Any:
     return connection.connection.cursor()
 
 
-def _read_sql(*, rescore: bool) -> str:
-    """PostgreSQL: the rows of an array of ids, as `_Pending`, survey rows FOR KEY SHARE."""
-    return (
-        "SELECT a.id, a.survey_id, a.created_at, a.locale, a.text, a.sentiment_label, "  # noqa: S608
-        f"a.sentiment_score, s.app_id, p.default_locale FROM {Answer._meta.db_table} a "
-        f"JOIN {Survey._meta.db_table} s ON s.id = a.survey_id "
-        f"JOIN {App._meta.db_table} p ON p.id = s.app_id "
-        "WHERE a.id = ANY(%s) AND a.text IS NOT NULL"
-        + ("" if rescore else " AND a.sentiment_label IS NULL")
-        + " ORDER BY a.id FOR KEY SHARE OF s"
-    )
+def _write_sql() -> str:
+    """SQLite: one UPDATE of a slice's scores (FROM (VALUES …)), each only where its row still
+    holds what was read: the same locale (the language hint, and the aggregate it is counted
+    in) and the same previous label and score. The text of an answer row never changes (a
+    changed answer is a new row). It returns the ids written; a row changed or deleted
+    meanwhile is left as it is (an unscored one stays pending for the sweeper). PostgreSQL
+    runs the same UPDATE in `_POSTGRES_SLICE`.
 
-
-def _write_sql(*, postgres: bool) -> str:
-    """One UPDATE of a slice's scores (FROM unnest(arrays) on PostgreSQL, FROM (VALUES …) on
-    SQLite), each only where its row still holds what was read: the same locale (the language
-    hint, and the aggregate it is counted in) and the same previous label and score. The text
-    of an answer row never changes (a changed answer is a new row). It returns the ids
-    written; a row changed or deleted meanwhile is left as it is (an unscored one stays
-    pending for the sweeper).
-
-    No row is locked while a batch is analysed: the UPDATE takes the row locks itself, in id
-    order, and under READ COMMITTED re-checks its condition on the newest version of a row
+    No row is locked while a batch is analysed: the UPDATE takes the row locks itself, and on
+    PostgreSQL, under READ COMMITTED, re-checks its condition on the newest version of a row
     that a concurrent transaction changed, so a score is never written over a state it was not
     computed from, and two workers given the same ids write each row once."""
     table = Answer._meta.db_table
-    same = "IS NOT DISTINCT FROM" if postgres else "IS"
-    update = (
-        f"UPDATE {table} SET sentiment_label = v.label, sentiment_score = v.score, "  # noqa: S608
+    return (
+        "WITH v(id, label, score, language, locale, old_label, old_score) AS ({values}) "  # noqa: S608
+        f"UPDATE {table} SET sentiment_label = v.label, sentiment_score = v.score, "
         f"sentiment_language = v.language, sentiment_analyzer = %s FROM v "
         f"WHERE {table}.id = v.id AND {table}.locale = v.locale "
-        f"AND {table}.sentiment_label {same} v.old_label "
-        f"AND {table}.sentiment_score {same} v.old_score RETURNING {table}.id"
+        f"AND {table}.sentiment_label IS v.old_label "
+        f"AND {table}.sentiment_score IS v.old_score RETURNING {table}.id"
     )
-    if not postgres:
-        return (
-            "WITH v(id, label, score, language, locale, old_label, old_score) AS ({values}) "
-            + update
-        )
-    return (
-        "WITH v(id, label, score, language, locale, old_label, old_score) AS ("  # noqa: S608
-        "SELECT * FROM unnest(%s::bigint[], %s::varchar[], %s::float8[], %s::varchar[], "
-        "%s::varchar[], %s::varchar[], %s::float8[])) " + update
-    )
-
-
-_WRITE_SQL_POSTGRES = _write_sql(postgres=True)
-
-
-def _write_params(rows: Sequence[tuple[_Pending, SentimentResult]], *, analyzer: str) -> list[Any]:
-    return [
-        [row.pk for row, _ in rows],
-        [result.label for _, result in rows],
-        [result.score for _, result in rows],
-        [result.language[:8] for _, result in rows],
-        [row.locale for row, _ in rows],
-        [row.old_label for row, _ in rows],
-        [row.old_score for row, _ in rows],
-        analyzer[:64],
-    ]
 
 
 def _pending_read(answer_ids: Sequence[int], *, rescore: bool) -> list[_Pending]:
-    """The free-text rows among `answer_ids` (unscored ones unless `rescore`), in id order,
-    with their survey's App and default locale, in one query and without locking them.
-
-    The survey rows are locked FOR KEY SHARE, so that `sentiment_aggregates_rebuild` (FOR
-    UPDATE) waits for this transaction while scorers never block one another. SQLite runs one
-    writer at a time anyway (its transactions take the write lock when they begin)."""
+    """SQLite: the free-text rows among `answer_ids` (unscored ones unless `rescore`), in id
+    order, with their survey's App and default locale, in one query and without locking them
+    (SQLite runs one writer at a time: its transactions take the write lock when they begin).
+    PostgreSQL reads with `_POSTGRES_READ`."""
     ids = sorted(set(answer_ids))
     if not ids:
         return []
-    if connection.vendor != "postgresql":
-        rows = Answer.objects.filter(pk__in=ids, text__isnull=False)
-        if not rescore:
-            rows = rows.filter(sentiment_label__isnull=True)
-        return [
-            _Pending(*row)  # type: ignore[arg-type]  # text is not null (filtered above)
-            for row in rows.order_by("pk").values_list(
-                "pk",
-                "survey_id",
-                "created_at",
-                "locale",
-                "text",
-                "sentiment_label",
-                "sentiment_score",
-                "survey__app_id",
-                "survey__app__default_locale",
-            )
-        ]
-    with _raw_cursor() as cursor:
-        cursor.execute(_read_sql(rescore=rescore), [ids])
-        return [_Pending(*row) for row in cursor.fetchall()]
+    rows = Answer.objects.filter(pk__in=ids, text__isnull=False)
+    if not rescore:
+        rows = rows.filter(sentiment_label__isnull=True)
+    return [
+        _Pending(*row)  # type: ignore[arg-type]  # text is not null (filtered above)
+        for row in rows.order_by("pk").values_list(
+            "pk",
+            "survey_id",
+            "created_at",
+            "locale",
+            "text",
+            "sentiment_label",
+            "sentiment_score",
+            "survey__app_id",
+            "survey__app__default_locale",
+        )
+    ]
 
 
 def _scores_write(rows: Sequence[tuple[_Pending, SentimentResult]], *, analyzer: str) -> set[int]:
     """SQLite: write the scores of `rows` with `_write_sql` (FROM (VALUES …), 500 rows a
-    statement); PostgreSQL sends the same UPDATE from `_score_pipelined`. Returns the ids
-    written."""
+    statement). Returns the ids written."""
     written: set[int] = set()
     for chunk in _chunks(rows, 500):  # 7 parameters a row: under SQLite's 32,766
         values = "VALUES " + ", ".join(
@@ -364,9 +320,7 @@ def _scores_write(rows: Sequence[tuple[_Pending, SentimentResult]], *, analyzer:
                 row.old_score,
             ]
         with connection.cursor() as cursor:
-            cursor.execute(
-                _write_sql(postgres=False).format(values=values), [*params, analyzer[:64]]
-            )
+            cursor.execute(_write_sql().format(values=values), [*params, analyzer[:64]])
             written.update(pk for (pk,) in cursor.fetchall())
     return written
 
@@ -433,39 +387,160 @@ def _analyze(
 # server writes one slice while this process analyses the next.
 SLICE_SIZE = 100
 
+_ANSWERS = Answer._meta.db_table
+_SURVEYS = Survey._meta.db_table
+_DAILY = SentimentDaily._meta.db_table
+_TERMS = SentimentTermDaily._meta.db_table
+
+# The free-text rows of an array of ids (unscored ones unless re-scoring), in id order: id,
+# locale, the language hint (the answer's locale, else the App's default), text, and the
+# previous label and score. No row lock while the batch is analysed; the survey rows are
+# locked FOR KEY SHARE so that `sentiment_aggregates_rebuild` (FOR UPDATE) waits for this
+# transaction while scorers never block one another.
+_POSTGRES_READ = (
+    "SELECT a.id, a.locale, COALESCE(NULLIF(a.locale, ''), p.default_locale), a.text, "  # noqa: S608
+    f"a.sentiment_label, a.sentiment_score FROM {_ANSWERS} a "
+    f"JOIN {_SURVEYS} s ON s.id = a.survey_id JOIN {App._meta.db_table} p ON p.id = s.app_id "
+    "WHERE a.id = ANY(%s) AND a.text IS NOT NULL{pending} ORDER BY a.id FOR KEY SHARE OF s"
+)
+_POSTGRES_READ_RESCORE = _POSTGRES_READ.format(pending="")
+_POSTGRES_READ = _POSTGRES_READ.format(pending=" AND a.sentiment_label IS NULL")
+
+# The scores of a slice (or of a batch) arrive as one JSON array, one object per answer: id,
+# label, score, e4 (the score in units of 1e-4), language, locale, old_label, old_score,
+# old_e4 (the previous score, when re-scoring), sign (what the answer adds to the terms of
+# negative answers: 1, -1 or absent for 0) and terms.
+_SCORES = (
+    "SELECT * FROM json_to_recordset(%s::json) AS v(id bigint, label varchar, score float8, "
+    "e4 bigint, language varchar, locale varchar, old_label varchar, old_score float8, "
+    "old_e4 bigint, sign integer, terms varchar[])"
+)
+
+# One slice: each row written only where it still holds what was read (the same locale, the
+# same previous label and score; see `_write_sql`); returns the ids written.
+_POSTGRES_SLICE = (
+    f"WITH v AS ({_SCORES}) "  # noqa: S608
+    f"UPDATE {_ANSWERS} a SET sentiment_label = v.label, sentiment_score = v.score, "
+    "sentiment_language = v.language, sentiment_analyzer = %s FROM v "
+    "WHERE a.id = v.id AND a.locale = v.locale "
+    "AND a.sentiment_label IS NOT DISTINCT FROM v.old_label "
+    "AND a.sentiment_score IS NOT DISTINCT FROM v.old_score RETURNING a.id"
+)
+
+
+def _label_delta(label: str) -> str:
+    """What the rows written add to the count of `label` (a re-score withdraws its old one)."""
+    return (
+        f"count(*) FILTER (WHERE w.label = '{label}') "
+        f"- count(*) FILTER (WHERE w.old_label = '{label}') AS {label}"
+    )
+
+
+# The end of a batch: what the rows written (the ids of the second parameter) add to the
+# aggregates, by survey, UTC day and locale, in one statement that upserts both tables, rows
+# in key order (so concurrent batches lock aggregate rows in the same order and cannot
+# deadlock).
+_POSTGRES_AGGREGATES = (
+    f"WITH v AS ({_SCORES}), "  # noqa: S608
+    "w AS (SELECT v.*, a.survey_id, s.app_id, (a.created_at AT TIME ZONE 'UTC')::date AS day "
+    f"FROM v JOIN {_ANSWERS} a ON a.id = v.id JOIN {_SURVEYS} s ON s.id = a.survey_id "
+    "WHERE v.id = ANY(%s::bigint[])), "
+    f"d AS (INSERT INTO {_DAILY} (survey_id, day, locale, app_id, positive, neutral, "
+    "negative, unsupported, score_sum_e4) SELECT * FROM (SELECT w.survey_id, w.day, w.locale, "
+    "w.app_id, "
+    + ", ".join(_label_delta(label) for label in SentimentLabel.ALL)
+    + ", COALESCE(sum(w.e4), 0) - COALESCE(sum(w.old_e4), 0) AS score FROM w "
+    "GROUP BY w.survey_id, w.day, w.locale, w.app_id) d "
+    "WHERE (d.positive, d.neutral, d.negative, d.unsupported, d.score) <> (0, 0, 0, 0, 0) "
+    "ORDER BY d.survey_id, d.day, d.locale "
+    "ON CONFLICT (survey_id, day, locale) DO UPDATE SET "
+    + ", ".join(
+        f"{c} = {_DAILY}.{c} + excluded.{c}"
+        for c in ("positive", "neutral", "negative", "unsupported", "score_sum_e4")
+    )
+    + f") INSERT INTO {_TERMS} (survey_id, day, locale, term, app_id, count) "  # noqa: S608
+    "SELECT w.survey_id, w.day, w.locale, t.term, w.app_id, sum(w.sign) "
+    "FROM w CROSS JOIN LATERAL unnest(w.terms) AS t(term) WHERE w.sign <> 0 "
+    "GROUP BY w.survey_id, w.day, w.locale, t.term, w.app_id HAVING sum(w.sign) <> 0 "
+    "ORDER BY w.survey_id, w.day, w.locale, t.term "
+    "ON CONFLICT (survey_id, day, locale, term) DO UPDATE SET "
+    f"count = {_TERMS}.count + excluded.count"
+)
+
+
+def _scores_json(
+    rows: Sequence[tuple[int, str, str, str, str | None, float | None]],
+    results: Sequence[SentimentResult],
+) -> str:
+    """A slice's scores as the JSON array of `_SCORES` (floats in their shortest exact form,
+    so a previous score compares equal to the stored one)."""
+    negative = SentimentLabel.NEGATIVE
+    items = []
+    for (pk, locale, _, text, old_label, old_score), result in zip(rows, results, strict=True):
+        item: dict[str, Any] = {
+            "id": pk,
+            "label": result.label,
+            "score": result.score,
+            "e4": score_e4(result.score),
+            "language": result.language[:8],
+            "locale": locale,
+        }
+        if old_label is not None:
+            item.update(old_label=old_label, old_e4=score_e4(old_score))
+        if old_score is not None:
+            item["old_score"] = old_score
+        sign = (result.label == negative) - (old_label == negative)
+        if sign:
+            item.update(sign=sign, terms=terms_of(text))
+        items.append(item)
+    return json.dumps(items, ensure_ascii=False, allow_nan=False)
+
 
 def _score_pipelined(
     answer_ids: Sequence[int], *, rescore: bool, analyzer: SentimentAnalyzer
 ) -> int:
-    """`sentiment_answers_score` on PostgreSQL, with psycopg's pipeline mode.
+    """`sentiment_answers_score` on PostgreSQL, in psycopg's pipeline mode: this process sends
+    the statements of a batch without waiting for them, and waits twice, at the end.
 
-    The same statements as the plain path (`_pending_read`, `_scores_write`, `_deltas_apply`),
-    in the same transaction and order; the pipeline only stops this process from waiting on
-    each. The batch is read in one query; each slice's UPDATE is sent as soon as the slice is
-    analysed, and the server runs it while the next slice is analysed. The aggregates are then
-    written once, in key order, for exactly the rows the UPDATEs returned. An error in any
-    statement aborts the rest; it is raised when the pipeline ends and the transaction rolls
-    back."""
-    rows = _pending_read(answer_ids, rescore=rescore)
-    if not rows:
+    The batch is read in one query. Each slice is analysed and its scores sent as one
+    statement (`_POSTGRES_SLICE`: the UPDATE of the rows that still hold what was read); the
+    server runs it while the next slice is analysed. Then the ids written are collected and
+    the aggregates are written once, for exactly those rows (`_POSTGRES_AGGREGATES`, from the
+    same JSON). An error in any statement aborts the rest; it is raised when the pipeline
+    ends and the transaction rolls back."""
+    ids = sorted(set(answer_ids))
+    if not ids:
         return 0
-    identity = analyzer_identity(analyzer)
+    connection.ensure_connection()
     raw = connection.connection
-    scored: list[tuple[_Pending, SentimentResult]] = []
+    preparation_allow(raw)  # fixed statements: parsed once per connection
+    identity = analyzer_identity(analyzer)[:64]
     with raw.pipeline():
         # Scores can be recomputed: if the server crashes before this commit reaches the disk,
         # the transaction is lost as a whole (rows still pending, aggregates untouched) and
         # the sweeper scores the rows again. So the commit need not wait for the disk flush.
         raw.execute("SET LOCAL synchronous_commit TO off")
+        # Planned once too: their plans do not depend on the values (arrays and JSON).
+        raw.execute("SET LOCAL plan_cache_mode TO force_generic_plan")
+        with raw.cursor() as cursor:
+            cursor.execute(
+                _POSTGRES_READ_RESCORE if rescore else _POSTGRES_READ, [ids], prepare=True
+            )
+            rows = cursor.fetchall()
+        if not rows:
+            return 0
         updates = []
+        slices = []
         for chunk in _chunks(rows, SLICE_SIZE):
-            pairs = _analyze(analyzer, chunk)
-            update = _raw_cursor()
-            update.execute(_WRITE_SQL_POSTGRES, _write_params(pairs, analyzer=identity))
+            results = analyzer.analyze_many([(row[3], row[2]) for row in chunk])
+            slices.append(_scores_json(chunk, results))
+            update = raw.cursor()
+            update.execute(_POSTGRES_SLICE, [slices[-1], identity], prepare=True)
             updates.append(update)
-            scored += pairs
-        written = {pk for cursor in updates for (pk,) in cursor.fetchall()}
-        _deltas_apply(_deltas_of(scored, written))
+        written = [pk for update in updates for (pk,) in update.fetchall()]
+        if written:
+            batch = "[" + ",".join(part[1:-1] for part in slices if part != "[]") + "]"
+            raw.execute(_POSTGRES_AGGREGATES, [batch, written], prepare=True)
     return len(written)
 
 

@@ -218,11 +218,23 @@ class VaderAnalyzer(LanguageGatedAnalyzer):
     def __init__(self) -> None:
         from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
+        from surveys.vader import VaderCompound
+
         self._vader = SentimentIntensityAnalyzer()
         self.version = importlib.metadata.version("vaderSentiment")
+        # The library's compound score, computed without its overheads (`surveys/vader.py`):
+        # the same scores, so the stored analyzer identity stays "vader <version>". Another
+        # version of the library than the one mirrored is scored by the library itself.
+        try:
+            self._compound = VaderCompound(self._vader).compound
+        except RuntimeError:
+            self._compound = self._library_compound
+
+    def _library_compound(self, text: str) -> float:
+        return float(self._vader.polarity_scores(text)["compound"])
 
     def score(self, text: str) -> float:
-        return float(self._vader.polarity_scores(text)["compound"])
+        return self._compound(text)
 
 
 DEFAULT_ANALYZER = "surveys.sentiment_analysis.VaderAnalyzer"
