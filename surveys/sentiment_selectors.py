@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from django.db import connection
 from django.db.models import Count, F, Q, Sum
 from django.db.models.functions import Trunc
 
@@ -164,9 +165,18 @@ def _from_aggregates(
     own = Q(survey_id=scope.survey_id) if scope.survey_id else Q(app_id=scope.app.pk)
     bucket: Any = F("day") if interval == "day" else Trunc("day", interval)
     buckets: Buckets = {}
+    by_value: dict[Any, _Bucket] = {}
 
     def of(value: Any) -> _Bucket:
-        return buckets.setdefault(_start(value), _Bucket())
+        """The bucket of a bucket value as the database returns it (one lookup per row)."""
+        found = by_value.get(value)
+        if found is None:
+            start = _start(value)
+            found = buckets.get(start)
+            if found is None:
+                found = buckets[start] = _Bucket()
+            by_value[value] = found
+        return found
 
     for row in (
         SentimentDaily.objects.filter(own & where)
@@ -189,15 +199,21 @@ def _from_aggregates(
             row["unsupported_n"] or 0,
         ]
         b.score_sum_e4 = int(row["score_sum"] or 0)
-    for row in (
+    # A year of days has tens of thousands of (day, term) rows: read as plain tuples (the
+    # bucket values are converted once per bucket by `of`, not once per row).
+    terms_sql, terms_params = (
         SentimentTermDaily.objects.filter(own & where)
         .annotate(bucket=bucket)
-        .values("bucket", "term")
+        .values_list("bucket", "term")
         .annotate(n=Sum("count"))
         .filter(n__gt=0)
         .order_by()
-    ):
-        of(row["bucket"]).terms[row["term"]] = row["n"]
+        .query.sql_with_params()
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(terms_sql, terms_params)
+        for value, term, n in cursor.fetchall():
+            of(value).terms[term] = n
     surveys = Q(survey_id__in=scope.survey_ids)
     for row in (
         ResponseTally.objects.filter(surveys & where)
@@ -309,6 +325,8 @@ def _read(scope: _Scope, filters: ResponseFilters, interval: str) -> Buckets:
         parts.append(_from_rows(scope, replace(filters, until=first_day), interval))
     if until and end_day and end_day < until:
         parts.append(_from_rows(scope, replace(filters, since=end_day), interval))
+    if len(parts) == 1:
+        return parts[0]
     buckets: Buckets = {}
     for part in parts:
         for start, bucket in part.items():
