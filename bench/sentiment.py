@@ -287,7 +287,13 @@ def main() -> None:
     from django.core.management import call_command
     from django.db import connection
 
-    from surveys.models import Answer, SentimentDaily, SentimentTermDaily, Survey
+    from surveys.models import (
+        Answer,
+        SentimentDaily,
+        SentimentPending,
+        SentimentTermDaily,
+        Survey,
+    )
     from surveys.selectors import ResponseFilters
     from surveys.sentiment import BATCH_SIZE, sentiment_pending_ids
     from surveys.sentiment_analysis import analyzer_get
@@ -316,6 +322,15 @@ def main() -> None:
     )
     SentimentDaily.objects.filter(survey=scoring).delete()
     SentimentTermDaily.objects.filter(survey=scoring).delete()
+    # Every one of them waits for a score: the queue the sweeper reads, as `response_submit`
+    # fills it.
+    SentimentPending.objects.all().delete()
+    SentimentPending.objects.bulk_create(
+        SentimentPending(answer_id=pk)
+        for pk in Answer.objects.filter(survey=scoring, text__isnull=False).values_list(
+            "pk", flat=True
+        )
+    )
     psql("VACUUM ANALYZE surveys_answer", DB_NAME)  # the same start as a fresh load
     pending = list(
         Answer.objects.filter(survey=scoring, text__isnull=False)
@@ -372,6 +387,7 @@ def main() -> None:
     Answer.objects.filter(pk__in=single).update(
         sentiment_label=None
     )  # aggregates: off by these, not read below
+    SentimentPending.objects.bulk_create(SentimentPending(answer_id=pk) for pk in single)
     started = time.perf_counter()
     for pk in single:
         sentiment_score([pk])

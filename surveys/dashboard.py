@@ -10,10 +10,14 @@ from django.utils import timezone
 
 from engage.dashboard import DashboardPanel, DashboardPeriod, dashboard_panel_register
 from engage.models import App
-from surveys.models import Answer, SentimentAlert, Survey
+from surveys.models import SentimentAlert, Survey
 from surveys.selectors import ResponseFilters
-from surveys.sentiment_analysis import SentimentLabel
-from surveys.sentiment_selectors import SentimentQuery, SentimentTrend, sentiment_trend
+from surveys.sentiment_selectors import (
+    SentimentQuery,
+    SentimentTrend,
+    negative_answers_newest,
+    sentiment_trend,
+)
 
 POSITIVE, NEUTRAL, NEGATIVE = "#2e7d32", "#9e9e9e", "#c62828"
 RECENT_NEGATIVE = 8
@@ -118,18 +122,12 @@ def negative_terms_panel(app: App, period: DashboardPeriod) -> dict[str, Any]:
 
 def negative_answers_panel(app: App, period: DashboardPeriod) -> dict[str, Any]:
     surveys = dict(Survey.objects.filter(app=app).values_list("pk", "name"))
-    rows = (
-        Answer.objects.filter(
-            survey_id__in=list(surveys),
-            sentiment_label=SentimentLabel.NEGATIVE,
-            created_at__gte=period.since_at,
-            created_at__lt=period.until_at,
+    rows = [
+        (row["survey_id"], row["text"], row["sentiment_score"], row["locale"], row["created_at"])
+        for row in negative_answers_newest(
+            surveys, limit=RECENT_NEGATIVE, since=period.since_at, until=period.until_at
         )
-        .order_by("-created_at", "sentiment_score")
-        .values_list("survey_id", "text", "sentiment_score", "locale", "created_at")[
-            :RECENT_NEGATIVE
-        ]
-    )
+    ]
     return {
         "type": "quotes",
         "items": [

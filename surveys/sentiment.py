@@ -23,7 +23,7 @@ from django.db.models import QuerySet
 
 from engage.models import App
 from segments.services import preparation_allow
-from surveys.models import Answer, SentimentDaily, SentimentTermDaily, Survey
+from surveys.models import Answer, SentimentDaily, SentimentPending, SentimentTermDaily, Survey
 from surveys.sentiment_analysis import (
     SentimentAnalyzer,
     SentimentLabel,
@@ -393,33 +393,29 @@ _DAILY = SentimentDaily._meta.db_table
 _TERMS = SentimentTermDaily._meta.db_table
 
 # The free-text rows of an array of ids (unscored ones unless re-scoring), in id order: id,
-# locale, the language hint (the answer's locale, else the App's default), text, and the
-# previous label and score. No row lock while the batch is analysed; the survey rows are
-# locked FOR KEY SHARE so that `sentiment_aggregates_rebuild` (FOR UPDATE) waits for this
-# transaction while scorers never block one another.
+# locale, the language hint (the answer's locale, else the App's default), text, the previous
+# label and score, and what the aggregates are keyed by: survey, App and UTC day. No row lock
+# while the batch is analysed; the survey rows are locked FOR KEY SHARE so that
+# `sentiment_aggregates_rebuild` (FOR UPDATE) waits for this transaction while scorers never
+# block one another.
 _POSTGRES_READ = (
     "SELECT a.id, a.locale, COALESCE(NULLIF(a.locale, ''), p.default_locale), a.text, "  # noqa: S608
-    f"a.sentiment_label, a.sentiment_score FROM {_ANSWERS} a "
+    "a.sentiment_label, a.sentiment_score, a.survey_id, s.app_id, "
+    f"(a.created_at AT TIME ZONE 'UTC')::date FROM {_ANSWERS} a "
     f"JOIN {_SURVEYS} s ON s.id = a.survey_id JOIN {App._meta.db_table} p ON p.id = s.app_id "
     "WHERE a.id = ANY(%s) AND a.text IS NOT NULL{pending} ORDER BY a.id FOR KEY SHARE OF s"
 )
 _POSTGRES_READ_RESCORE = _POSTGRES_READ.format(pending="")
 _POSTGRES_READ = _POSTGRES_READ.format(pending=" AND a.sentiment_label IS NULL")
+_Read = tuple[int, str, str, str, str | None, float | None, int, int, date]
 
-# The scores of a slice (or of a batch) arrive as one JSON array, one object per answer: id,
-# label, score, e4 (the score in units of 1e-4), language, locale, old_label, old_score,
-# old_e4 (the previous score, when re-scoring), sign (what the answer adds to the terms of
-# negative answers: 1, -1 or absent for 0) and terms.
-_SCORES = (
-    "SELECT * FROM json_to_recordset(%s::json) AS v(id bigint, label varchar, score float8, "
-    "e4 bigint, language varchar, locale varchar, old_label varchar, old_score float8, "
-    "old_e4 bigint, sign integer, terms varchar[])"
-)
-
-# One slice: each row written only where it still holds what was read (the same locale, the
-# same previous label and score; see `_write_sql`); returns the ids written.
+# One slice: the scores arrive as one JSON array (one object per answer: id, label, score,
+# language, locale, old_label, old_score); each row is written only where it still holds what
+# was read (the same locale, the same previous label and score; see `_write_sql`). Returns the
+# ids written.
 _POSTGRES_SLICE = (
-    f"WITH v AS ({_SCORES}) "  # noqa: S608
+    "WITH v AS (SELECT * FROM json_to_recordset(%s::json) AS v(id bigint, label varchar, "  # noqa: S608
+    "score float8, language varchar, locale varchar, old_label varchar, old_score float8)) "
     f"UPDATE {_ANSWERS} a SET sentiment_label = v.label, sentiment_score = v.score, "
     "sentiment_language = v.language, sentiment_analyzer = %s FROM v "
     "WHERE a.id = v.id AND a.locale = v.locale "
@@ -427,87 +423,81 @@ _POSTGRES_SLICE = (
     "AND a.sentiment_score IS NOT DISTINCT FROM v.old_score RETURNING a.id"
 )
 
-
-def _label_delta(label: str) -> str:
-    """What the rows written add to the count of `label` (a re-score withdraws its old one)."""
-    return (
-        f"count(*) FILTER (WHERE w.label = '{label}') "
-        f"- count(*) FILTER (WHERE w.old_label = '{label}') AS {label}"
-    )
-
-
-# The end of a batch: what the rows written (the ids of the second parameter) add to the
-# aggregates, by survey, UTC day and locale, in one statement that upserts both tables, rows
-# in key order (so concurrent batches lock aggregate rows in the same order and cannot
-# deadlock).
-_POSTGRES_AGGREGATES = (
-    f"WITH v AS ({_SCORES}), "  # noqa: S608
-    "w AS (SELECT v.*, a.survey_id, s.app_id, (a.created_at AT TIME ZONE 'UTC')::date AS day "
-    f"FROM v JOIN {_ANSWERS} a ON a.id = v.id JOIN {_SURVEYS} s ON s.id = a.survey_id "
-    "WHERE v.id = ANY(%s::bigint[])), "
-    f"d AS (INSERT INTO {_DAILY} (survey_id, day, locale, app_id, positive, neutral, "
-    "negative, unsupported, score_sum_e4) SELECT * FROM (SELECT w.survey_id, w.day, w.locale, "
-    "w.app_id, "
-    + ", ".join(_label_delta(label) for label in SentimentLabel.ALL)
-    + ", COALESCE(sum(w.e4), 0) - COALESCE(sum(w.old_e4), 0) AS score FROM w "
-    "GROUP BY w.survey_id, w.day, w.locale, w.app_id) d "
-    "WHERE (d.positive, d.neutral, d.negative, d.unsupported, d.score) <> (0, 0, 0, 0, 0) "
-    "ORDER BY d.survey_id, d.day, d.locale "
-    "ON CONFLICT (survey_id, day, locale) DO UPDATE SET "
-    + ", ".join(
-        f"{c} = {_DAILY}.{c} + excluded.{c}"
-        for c in ("positive", "neutral", "negative", "unsupported", "score_sum_e4")
-    )
-    + f") INSERT INTO {_TERMS} (survey_id, day, locale, term, app_id, count) "  # noqa: S608
-    "SELECT w.survey_id, w.day, w.locale, t.term, w.app_id, sum(w.sign) "
-    "FROM w CROSS JOIN LATERAL unnest(w.terms) AS t(term) WHERE w.sign <> 0 "
-    "GROUP BY w.survey_id, w.day, w.locale, t.term, w.app_id HAVING sum(w.sign) <> 0 "
-    "ORDER BY w.survey_id, w.day, w.locale, t.term "
-    "ON CONFLICT (survey_id, day, locale, term) DO UPDATE SET "
-    f"count = {_TERMS}.count + excluded.count"
+# The queue entries of a batch that no longer wait (see `_score_pipelined`).
+_POSTGRES_DEQUEUE = (
+    f"DELETE FROM {SentimentPending._meta.db_table} "  # noqa: S608
+    "WHERE answer_id = ANY(%s::bigint[])"
 )
 
 
-def _scores_json(
-    rows: Sequence[tuple[int, str, str, str, str | None, float | None]],
-    results: Sequence[SentimentResult],
-) -> str:
-    """A slice's scores as the JSON array of `_SCORES` (floats in their shortest exact form,
-    so a previous score compares equal to the stored one)."""
-    negative = SentimentLabel.NEGATIVE
+def _dequeue(ids: Sequence[int]) -> None:
+    """SQLite: take out of the queue the ids whose answer no longer waits: scored now (or
+    already), gone, or without text. An answer left pending (changed meanwhile) stays."""
+    waiting = Answer.objects.filter(pk__in=ids, text__isnull=False, sentiment_label__isnull=True)
+    SentimentPending.objects.filter(answer_id__in=ids).exclude(
+        answer_id__in=waiting.values("pk")
+    ).delete()
+
+
+def _slice_json(rows: Sequence[_Read], results: Sequence[SentimentResult]) -> str:
+    """A slice's scores as the JSON array `_POSTGRES_SLICE` reads (floats in their shortest
+    exact form, so a previous score compares equal to the stored one)."""
     items = []
-    for (pk, locale, _, text, old_label, old_score), result in zip(rows, results, strict=True):
+    for row, result in zip(rows, results, strict=True):
         item: dict[str, Any] = {
-            "id": pk,
+            "id": row[0],
             "label": result.label,
             "score": result.score,
-            "e4": score_e4(result.score),
             "language": result.language[:8],
-            "locale": locale,
+            "locale": row[1],
         }
-        if old_label is not None:
-            item.update(old_label=old_label, old_e4=score_e4(old_score))
-        if old_score is not None:
-            item["old_score"] = old_score
-        sign = (result.label == negative) - (old_label == negative)
-        if sign:
-            item.update(sign=sign, terms=terms_of(text))
+        if row[4] is not None:
+            item["old_label"] = row[4]
+        if row[5] is not None:
+            item["old_score"] = row[5]
         items.append(item)
     return json.dumps(items, ensure_ascii=False, allow_nan=False)
+
+
+def _slice_deltas(
+    rows: Sequence[_Read], results: Sequence[SentimentResult]
+) -> list[tuple[int, DailyKey, int, list[int], int, list[str]]]:
+    """What each answer of a slice adds to the aggregates if written: (id, daily key, App,
+    [positive, neutral, negative, unsupported, score_sum_e4], sign, terms): the answer's terms
+    count +1 when it becomes negative, -1 when it stops being (sign 0: its terms do not
+    change)."""
+    negative = SentimentLabel.NEGATIVE
+    out = []
+    for (pk, locale, _, text, old_label, old_score, survey_id, app_id, day), result in zip(
+        rows, results, strict=True
+    ):
+        values = [0, 0, 0, 0, score_e4(result.score)]
+        values[LABEL_INDEX[result.label]] += 1
+        if old_label is not None:
+            values[LABEL_INDEX[old_label]] -= 1
+            values[4] -= score_e4(old_score)
+        sign = (result.label == negative) - (old_label == negative)
+        terms = terms_of(text) if sign else []
+        out.append((pk, (survey_id, day, locale), app_id, values, sign, terms))
+    return out
 
 
 def _score_pipelined(
     answer_ids: Sequence[int], *, rescore: bool, analyzer: SentimentAnalyzer
 ) -> int:
     """`sentiment_answers_score` on PostgreSQL, in psycopg's pipeline mode: this process sends
-    the statements of a batch without waiting for them, and waits twice, at the end.
+    the statements of a batch without waiting for them, and waits at the read and once more
+    when the slices are written.
 
     The batch is read in one query. Each slice is analysed and its scores sent as one
     statement (`_POSTGRES_SLICE`: the UPDATE of the rows that still hold what was read); the
-    server runs it while the next slice is analysed. Then the ids written are collected and
-    the aggregates are written once, for exactly those rows (`_POSTGRES_AGGREGATES`, from the
-    same JSON). An error in any statement aborts the rest; it is raised when the pipeline
-    ends and the transaction rolls back."""
+    server runs it while the next slice is analysed. Then the ids written are collected, what
+    exactly those rows add to the aggregates is written (`_deltas_apply`: one upsert per table,
+    rows in key order, after every answer row lock, as every writer of aggregates does, so
+    concurrent writers never deadlock), and the batch's queue entries are deleted except those
+    of rows read but not written (changed meanwhile: still waiting; a row scored meanwhile by
+    another worker is dequeued by that worker). An error in any statement aborts the rest; it
+    is raised when the pipeline ends and the transaction rolls back."""
     ids = sorted(set(answer_ids))
     if not ids:
         return 0
@@ -526,21 +516,34 @@ def _score_pipelined(
             cursor.execute(
                 _POSTGRES_READ_RESCORE if rescore else _POSTGRES_READ, [ids], prepare=True
             )
-            rows = cursor.fetchall()
-        if not rows:
-            return 0
+            rows: list[_Read] = cursor.fetchall()
         updates = []
-        slices = []
+        candidates = []
         for chunk in _chunks(rows, SLICE_SIZE):
             results = analyzer.analyze_many([(row[3], row[2]) for row in chunk])
-            slices.append(_scores_json(chunk, results))
             update = raw.cursor()
-            update.execute(_POSTGRES_SLICE, [slices[-1], identity], prepare=True)
+            update.execute(_POSTGRES_SLICE, [_slice_json(chunk, results), identity], prepare=True)
             updates.append(update)
-        written = [pk for update in updates for (pk,) in update.fetchall()]
-        if written:
-            batch = "[" + ",".join(part[1:-1] for part in slices if part != "[]") + "]"
-            raw.execute(_POSTGRES_AGGREGATES, [batch, written], prepare=True)
+            # Computed while the server writes the slice.
+            candidates += _slice_deltas(chunk, results)
+        written = {pk for update in updates for (pk,) in update.fetchall()}
+        deltas = _deltas()
+        for pk, key, app_id, values, sign, terms in candidates:
+            if pk not in written:
+                continue
+            entry = deltas.daily.get(key)
+            if entry is None:
+                entry = deltas.daily[key] = [app_id, 0, 0, 0, 0, 0]
+            for i, value in enumerate(values, start=1):
+                entry[i] += value
+            for term in terms:
+                term_entry = deltas.terms.get((*key, term))
+                if term_entry is None:
+                    term_entry = deltas.terms[(*key, term)] = [app_id, 0]
+                term_entry[1] += sign
+        _deltas_apply(deltas)
+        left = {row[0] for row in rows} - written
+        raw.execute(_POSTGRES_DEQUEUE, [[pk for pk in ids if pk not in left]], prepare=True)
     return len(written)
 
 
@@ -558,29 +561,32 @@ def sentiment_answers_score(
     score first), so running this twice never double counts. In one transaction: read the
     rows (no row lock while the batch is analysed), one UPDATE of the rows that still hold what
     was read (`_scores_write`), and one upsert per aggregate table for exactly the rows
-    written. A row that a concurrent response changed or replaced meanwhile is skipped (still
-    pending, the sweeper scores it), and two workers given the same ids write and count each
-    row once. Returns how many were written.
+    written, then the queue entries (`SentimentPending`) of the ids that no longer wait. A row
+    that a concurrent response changed or replaced meanwhile is skipped (still pending, the
+    sweeper scores it), and two workers given the same ids write and count each row once.
+    Returns how many were written.
     """
     analyzer = analyzer or analyzer_get()
     with transaction.atomic():
         if connection.vendor == "postgresql":
             return _score_pipelined(answer_ids, rescore=rescore, analyzer=analyzer)
         rows = _pending_read(answer_ids, rescore=rescore)
-        if not rows:
-            return 0
-        scored = _analyze(analyzer, rows)
-        written = _scores_write(scored, analyzer=analyzer_identity(analyzer))
-        _deltas_apply(_deltas_of(scored, written))
+        written: set[int] = set()
+        if rows:
+            scored = _analyze(analyzer, rows)
+            written = _scores_write(scored, analyzer=analyzer_identity(analyzer))
+            _deltas_apply(_deltas_of(scored, written))
+        _dequeue(sorted(set(answer_ids)))
     return len(written)
 
 
 def sentiment_pending_ids(*, limit: int = BATCH_SIZE, after: int = 0) -> list[int]:
-    """Ids of free-text answers not scored yet, oldest first (on a partial index)."""
+    """Ids of free-text answers waiting for a score (`SentimentPending`), oldest first. An id
+    may name an answer gone or scored meanwhile: scoring it only drops it from the queue."""
     return list(
-        Answer.objects.filter(text__isnull=False, sentiment_label__isnull=True, pk__gt=after)
-        .order_by("pk")
-        .values_list("pk", flat=True)[:limit]
+        SentimentPending.objects.filter(answer_id__gt=after)
+        .order_by("answer_id")
+        .values_list("answer_id", flat=True)[:limit]
     )
 
 

@@ -9,7 +9,7 @@ many answers there are. Only the part of a `from`/`to` range that cuts into a da
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -448,6 +448,41 @@ def sentiment_trend_csv(trend: SentimentTrend) -> CsvExport:
     return CsvExport(header=CSV_HEADER, rows=iter([row(b) for b in trend.buckets]))
 
 
+def negative_answers_newest(
+    survey_ids: Iterable[int],
+    *,
+    limit: int,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> list[dict[str, Any]]:
+    """The `limit` newest negative answers of these surveys ([since, until) when given), most
+    negative first among equals in time.
+
+    One query per survey with negative answers in the range (from the daily aggregates), each
+    walking its survey's answers newest first on `answer_survey_created` until it has `limit`
+    negative ones, then merged: no index names `sentiment_label` (so that scoring is a HOT
+    update, see `Answer.Meta`), and one query over several surveys could not walk that index
+    in time order."""
+    fields = ("survey_id", "question_id", "text", "sentiment_score", "locale", "created_at")
+    # Only the surveys whose daily aggregates count a negative answer in the range: most of an
+    # App's surveys are skipped without touching their answers.
+    days = SentimentDaily.objects.filter(survey_id__in=list(survey_ids), negative__gt=0)
+    if since is not None:
+        days = days.filter(day__gte=since.astimezone(UTC).date())
+    if until is not None:
+        days = days.filter(day__lte=until.astimezone(UTC).date())
+    found: list[dict[str, Any]] = []
+    for survey_id in sorted(set(days.values_list("survey_id", flat=True))):
+        rows = Answer.objects.filter(survey_id=survey_id, sentiment_label=SentimentLabel.NEGATIVE)
+        if since is not None:
+            rows = rows.filter(created_at__gte=since)
+        if until is not None:
+            rows = rows.filter(created_at__lt=until)
+        found += rows.order_by("-created_at", "sentiment_score").values(*fields)[:limit]
+    found.sort(key=lambda row: (-row["created_at"].timestamp(), row["sentiment_score"]))
+    return found[:limit]
+
+
 def sentiment_negative_recent(
     *, app: App, survey: Survey | None = None, limit: int = 10
 ) -> list[dict[str, Any]]:
@@ -458,13 +493,7 @@ def sentiment_negative_recent(
         if survey is not None
         else dict(Survey.objects.filter(app=app).values_list("pk", "name"))
     )
-    rows = (
-        Answer.objects.filter(survey_id__in=list(surveys), sentiment_label=SentimentLabel.NEGATIVE)
-        .order_by("-created_at", "sentiment_score")
-        .values("survey_id", "question_id", "text", "sentiment_score", "locale", "created_at")[
-            :limit
-        ]
-    )
+    rows = negative_answers_newest(surveys, limit=limit)
     return [
         {
             "survey_id": row["survey_id"],

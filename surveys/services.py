@@ -38,6 +38,7 @@ from surveys.models import (
     AnswerTally,
     Response,
     ResponseTally,
+    SentimentPending,
     Survey,
 )
 from surveys.sentiment import sentiment_answers_restore, sentiment_answers_withdraw
@@ -328,10 +329,13 @@ def response_payload(response: Response, survey: Survey, person: Person) -> dict
 
 
 def _sentiment_queue(answer_ids: list[int]) -> None:
-    """Score new free-text answers after commit (a worker never sees uncommitted rows)."""
+    """List new free-text answers as waiting for a score (`SentimentPending`, in this
+    transaction) and score them after commit (a worker never sees uncommitted rows)."""
     if not answer_ids:
         return
     from surveys.tasks import sentiment_score  # the tasks module imports services' modules
+
+    SentimentPending.objects.bulk_create(SentimentPending(answer_id=pk) for pk in answer_ids)
 
     # robust: a broker that is down must not fail a response already stored; the sweeper
     # (`sentiment_score_pending`, every 5 minutes) scores what a lost task left.
