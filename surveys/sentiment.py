@@ -284,17 +284,9 @@ def _pending_read(answer_ids: Sequence[int], *, rescore: bool) -> list[_Pending]
     if not rescore:
         rows = rows.filter(sentiment_label__isnull=True)
     return [
-        _Pending(*row)  # type: ignore[arg-type]  # text is not null (filtered above)
+        _Pending(*row)  # text is not null (filtered above)
         for row in rows.order_by("pk").values_list(
-            "pk",
-            "survey_id",
-            "created_at",
-            "locale",
-            "text",
-            "sentiment_label",
-            "sentiment_score",
-            "survey__app_id",
-            "survey__app__default_locale",
+            *_LOCKED_FIELDS, "survey__app_id", "survey__app__default_locale"
         )
     ]
 
