@@ -44,7 +44,6 @@ class VaderCompound:
             raise RuntimeError(
                 f"VaderCompound mirrors vaderSentiment {MIRRORED_VERSION}, not {version}"
             )
-        self._vader = vader_module
         sia = analyzer or vader_module.SentimentIntensityAnalyzer()
         self.lexicon: dict[str, float] = sia.lexicon
         self.emojis: dict[str, str] = sia.emojis
@@ -56,6 +55,8 @@ class VaderCompound:
         self._special: dict[str, float] = vader_module.SPECIAL_CASES
         self._but_check = vader_module.SentimentIntensityAnalyzer._but_check
         self._normalize = vader_module.normalize
+        self._scalar_inc_dec = vader_module.scalar_inc_dec
+        self._allcap_differential = vader_module.allcap_differential
         self._n_scalar: float = vader_module.N_SCALAR
         self._c_incr: float = vader_module.C_INCR
         self._punctuation = string.punctuation
@@ -82,22 +83,6 @@ class VaderCompound:
         """`vaderSentiment.negated([word])`."""
         word = word.lower()
         return word in self._negate or "n't" in word
-
-    def _scalar(self, word: str, valence: float, is_cap_diff: bool) -> float:
-        """`vaderSentiment.scalar_inc_dec`."""
-        scalar = 0.0
-        word_lower = word.lower()
-        booster = self._booster
-        if word_lower in booster:
-            scalar = booster[word_lower]
-            if valence < 0:
-                scalar *= -1
-            if word.isupper() and is_cap_diff:
-                if valence > 0:
-                    scalar += self._c_incr
-                else:
-                    scalar -= self._c_incr
-        return scalar
 
     def _negation_check(self, valence: float, lower: list[str], start_i: int, i: int) -> float:
         """`SentimentIntensityAnalyzer._negation_check` on the lower-cased words."""
@@ -170,7 +155,7 @@ class VaderCompound:
                 valence -= self._c_incr
         for start_i in range(3):
             if i > start_i and lower[i - (start_i + 1)] not in lexicon:
-                s = self._scalar(words[i - (start_i + 1)], valence, is_cap_diff)
+                s = self._scalar_inc_dec(words[i - (start_i + 1)], valence, is_cap_diff)
                 if start_i == 1 and s != 0:
                     s = s * 0.95
                 if start_i == 2 and s != 0:
@@ -199,11 +184,7 @@ class VaderCompound:
             words.append(token if len(stripped) <= 2 else stripped)
         lower = [word.lower() for word in words]
         n = len(words)
-        upper = 0
-        for word in words:
-            if word.isupper():
-                upper += 1
-        is_cap_diff = 0 < n - upper < n
+        is_cap_diff = self._allcap_differential(words)
 
         lexicon = self.lexicon
         booster = self._booster
