@@ -70,15 +70,27 @@ class _Deltas:
         text: str | None,
         sign: int,
     ) -> None:
-        day = created_at.astimezone(UTC).date()
-        key = (survey_id, day, locale)
-        entry = self.daily.setdefault(key, [app_id, 0, 0, 0, 0, 0])
-        entry[1 + LABEL_INDEX[label]] += sign
-        entry[5] += sign * score_e4(score)
-        if label == SentimentLabel.NEGATIVE and text:
-            for term in terms_of(text):
-                term_entry = self.terms.setdefault((survey_id, day, locale, term), [app_id, 0])
-                term_entry[1] += sign
+        values = [0, 0, 0, 0, sign * score_e4(score)]
+        values[LABEL_INDEX[label]] = sign
+        terms = terms_of(text) if label == SentimentLabel.NEGATIVE and text else []
+        key = (survey_id, created_at.astimezone(UTC).date(), locale)
+        self.add_counts(key, app_id, values, terms, sign)
+
+    def add_counts(
+        self, key: DailyKey, app_id: int, values: list[int], terms: list[str], term_sign: int
+    ) -> None:
+        """Add `values` ([positive, neutral, negative, unsupported, score_sum_e4]) to the day
+        `key`, and `term_sign` to each of `terms` on that day."""
+        entry = self.daily.get(key)
+        if entry is None:
+            entry = self.daily[key] = [app_id, 0, 0, 0, 0, 0]
+        for i, value in enumerate(values, start=1):
+            entry[i] += value
+        for term in terms:
+            term_entry = self.terms.get((*key, term))
+            if term_entry is None:
+                term_entry = self.terms[(*key, term)] = [app_id, 0]
+            term_entry[1] += term_sign
 
 
 def _deltas() -> _Deltas:
@@ -521,18 +533,8 @@ def _score_pipelined(
         written = {pk for update in updates for (pk,) in update.fetchall()}
         deltas = _deltas()
         for pk, key, app_id, values, sign, terms in candidates:
-            if pk not in written:
-                continue
-            entry = deltas.daily.get(key)
-            if entry is None:
-                entry = deltas.daily[key] = [app_id, 0, 0, 0, 0, 0]
-            for i, value in enumerate(values, start=1):
-                entry[i] += value
-            for term in terms:
-                term_entry = deltas.terms.get((*key, term))
-                if term_entry is None:
-                    term_entry = deltas.terms[(*key, term)] = [app_id, 0]
-                term_entry[1] += sign
+            if pk in written:
+                deltas.add_counts(key, app_id, values, terms, sign)
         _deltas_apply(deltas)
         left = {row[0] for row in rows} - written
         raw.execute(_POSTGRES_DEQUEUE, [[pk for pk in ids if pk not in left]], prepare=True)
