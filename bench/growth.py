@@ -202,7 +202,7 @@ def measure(app: Any, repeat: int) -> dict[str, tuple[float, float, int, int]]:
     debug = Event.objects.filter(app=app).order_by("-received_at", "-id")[:50]
     sql, params = debug.query.sql_with_params()
     median, p95 = timed(
-        lambda: debug_events_list(app=app, status="good", limit=50, cursor=None), repeat
+        lambda: debug_events_list(app_id=app.pk, status="good", limit=50, cursor=None), repeat
     )
     results["debug list (50 newest)"] = (median, p95, partitions_read(sql, params), 50)
 

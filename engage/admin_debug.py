@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
-from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
@@ -24,18 +22,19 @@ from django.urls import URLPattern, path, reverse
 from engage import errors
 from engage.models import App
 from segments.admin import ADMIN_CSS, json_pretty
-from segments.models import BadEvent, Event, EventSource
-from segments.selectors import DebugEvent, debug_cursor_decode, debug_cursor_encode
+from segments.models import EventSource
+from segments.selectors import (
+    DebugEvent,
+    debug_cursor_decode,
+    debug_cursor_encode,
+    debug_events_list,
+)
 
 PAGE_SIZE = 50
 NO_APP = "none"
 URL_NAME = "incoming_events"
 PERMISSIONS = ("segments.view_event", "segments.view_badevent")
 STATUSES = [("", "Good and bad"), ("good", "Good"), ("bad", "Bad")]
-
-# Good and bad events form one stream ordered by (received_at, rank, id), newest first, as in
-# `segments.selectors.debug_events_list`; a cursor is the sort key of the last row shown.
-_RANK = {"good": 1, "bad": 0}
 
 
 @dataclass(frozen=True)
@@ -74,83 +73,6 @@ class IncomingFilters:
         return bool(self.app or self.status or self.source or self.reason)
 
 
-def _after(rank: int, cursor: tuple[datetime, int, int] | None) -> Q:
-    if cursor is None:
-        return Q()
-    at, cursor_rank, cursor_id = cursor
-    if rank < cursor_rank:
-        tail = Q(received_at=at)
-    elif rank == cursor_rank:
-        tail = Q(received_at=at, id__lt=cursor_id)
-    else:
-        tail = Q(pk__in=[])
-    return Q(received_at__lt=at) | tail
-
-
-def incoming_events_list(
-    *, filters: IncomingFilters, limit: int, cursor: tuple[datetime, int, int] | None
-) -> list[DebugEvent]:
-    """Good and bad events as received, newest first, for staff: any App or none.
-
-    Same rows and order as `debug_events_list` (which answers one App's secret key), plus
-    the filters of the admin page. A reason filter keeps only bad events (good ones have none).
-    Two queries at most; each good row's person and every row's App come with it.
-    """
-    rows: list[DebugEvent] = []
-    want_good = filters.status in ("", "good") and not filters.reason and filters.app != NO_APP
-    if want_good:
-        good: QuerySet[Event] = Event.objects.filter(_after(_RANK["good"], cursor))
-        if filters.app:
-            good = good.filter(app_id=int(filters.app))
-        if filters.source:
-            good = good.filter(source=filters.source)
-        for e in good.select_related("person", "app").order_by("-received_at", "-id")[:limit]:
-            rows.append(
-                DebugEvent(
-                    status="good",
-                    source=e.source,
-                    received_at=e.received_at,
-                    raw=e.raw,
-                    event={
-                        "app": e.app.name,
-                        "name": e.name,
-                        "user_id": e.person.user_id,
-                        "person_id": e.person_id,
-                        "properties": e.properties,
-                        "contexts": e.contexts,
-                        "timestamp": e.timestamp,
-                        "dedup_id": e.dedup_id,
-                    },
-                    reason=None,
-                    sort_key=(e.received_at, _RANK["good"], e.pk),
-                )
-            )
-    if filters.status in ("", "bad"):
-        bad: QuerySet[BadEvent] = BadEvent.objects.filter(_after(_RANK["bad"], cursor))
-        if filters.app == NO_APP:
-            bad = bad.filter(app__isnull=True)
-        elif filters.app:
-            bad = bad.filter(app_id=int(filters.app))
-        if filters.source:
-            bad = bad.filter(source=filters.source)
-        if filters.reason:
-            bad = bad.filter(reason__icontains=filters.reason)
-        for b in bad.select_related("app").order_by("-received_at", "-id")[:limit]:
-            rows.append(
-                DebugEvent(
-                    status="bad",
-                    source=b.source,
-                    received_at=b.received_at,
-                    raw=b.raw,
-                    event={"app": b.app.name if b.app else None},
-                    reason=b.reason,
-                    sort_key=(b.received_at, _RANK["bad"], b.pk),
-                )
-            )
-    rows.sort(key=lambda r: r.sort_key, reverse=True)
-    return rows[:limit]
-
-
 def _glimpse(properties: Any, *, keys: int = 3, width: int = 40) -> str:
     """A few properties on one line, to scan a list: `format: csv · rows: 120`."""
     if not isinstance(properties, dict) or not properties:
@@ -165,15 +87,14 @@ def _glimpse(properties: Any, *, keys: int = 3, width: int = 40) -> str:
 
 def _row(event: DebugEvent) -> dict[str, Any]:
     """What the template shows of one event."""
-    parsed = dict(event.event or {})
-    app_name = parsed.pop("app", None)
+    parsed = event.event or {}
     return {
         "status": event.status,
         "source": EventSource(event.source).label
         if event.source in EventSource.values
         else event.source,
         "received_at": event.received_at,
-        "app": app_name,
+        "app": event.app_name,
         "name": parsed.get("name"),
         "who": parsed.get("user_id") or (f"anonymous #{parsed['person_id']}" if parsed else ""),
         "reason": event.reason,
@@ -196,7 +117,15 @@ def incoming_events_view(request: HttpRequest) -> HttpResponse:
             cursor = debug_cursor_decode(cursor_text)
         except errors.InvalidInput:
             cursor_error = "That page link is no longer valid; showing the newest events."
-    events = incoming_events_list(filters=filters, limit=PAGE_SIZE + 1, cursor=cursor)
+    events = debug_events_list(
+        app_id=int(filters.app) if filters.app.isdigit() else None,
+        no_app=filters.app == NO_APP,
+        status=filters.status or None,
+        source=filters.source or None,
+        reason=filters.reason or None,
+        limit=PAGE_SIZE + 1,
+        cursor=cursor,
+    )
     more = len(events) > PAGE_SIZE
     events = events[:PAGE_SIZE]
     base = reverse(f"admin:{URL_NAME}")

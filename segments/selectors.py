@@ -71,6 +71,7 @@ class DebugEvent:
     event: dict[str, Any] | None
     reason: str | None
     sort_key: tuple[datetime, int, int]
+    app_name: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -122,14 +123,30 @@ def debug_cursor_decode(text: str) -> tuple[datetime, int, int]:
 
 
 def debug_events_list(
-    *, app: App, status: str | None, limit: int, cursor: tuple[datetime, int, int] | None
+    *,
+    app_id: int | None,
+    status: str | None,
+    limit: int,
+    cursor: tuple[datetime, int, int] | None,
+    source: str | None = None,
+    reason: str | None = None,
+    no_app: bool = False,
 ) -> list[DebugEvent]:
-    """The newest events as received, good and/or bad, newest first (Snowplow Micro style)."""
+    """The newest events as received, good and/or bad, newest first (Snowplow Micro style).
+
+    `app_id` None lists every App's events (staff only); `no_app` keeps only the bad events
+    that could not be tied to any App (an unknown `aid` or key). A `reason` (a substring of
+    the rejection reason) keeps only bad events: good ones have none. Two queries at most;
+    each good row's person and every row's App come with it.
+    """
     rows: list[DebugEvent] = []
-    if status in (None, "good"):
-        good = Event.objects.filter(app=app).filter(_after_cursor(_RANK["good"], cursor))
-        good = good.select_related("person")
-        for e in good.order_by("-received_at", "-id")[:limit]:
+    if status in (None, "good") and not reason and not no_app:
+        good = Event.objects.filter(_after_cursor(_RANK["good"], cursor))
+        if app_id is not None:
+            good = good.filter(app_id=app_id)
+        if source:
+            good = good.filter(source=source)
+        for e in good.select_related("person", "app").order_by("-received_at", "-id")[:limit]:
             rows.append(
                 DebugEvent(
                     status="good",
@@ -147,11 +164,20 @@ def debug_events_list(
                     },
                     reason=None,
                     sort_key=(e.received_at, _RANK["good"], e.pk),
+                    app_name=e.app.name,
                 )
             )
     if status in (None, "bad"):
-        bad = BadEvent.objects.filter(app=app).filter(_after_cursor(_RANK["bad"], cursor))
-        for b in bad.order_by("-received_at", "-id")[:limit]:
+        bad = BadEvent.objects.filter(_after_cursor(_RANK["bad"], cursor))
+        if no_app:
+            bad = bad.filter(app__isnull=True)
+        elif app_id is not None:
+            bad = bad.filter(app_id=app_id)
+        if source:
+            bad = bad.filter(source=source)
+        if reason:
+            bad = bad.filter(reason__icontains=reason)
+        for b in bad.select_related("app").order_by("-received_at", "-id")[:limit]:
             rows.append(
                 DebugEvent(
                     status="bad",
@@ -161,6 +187,7 @@ def debug_events_list(
                     event=None,
                     reason=b.reason,
                     sort_key=(b.received_at, _RANK["bad"], b.pk),
+                    app_name=b.app.name if b.app else None,
                 )
             )
     rows.sort(key=lambda r: r.sort_key, reverse=True)

@@ -234,7 +234,7 @@ class DebugEventsView(ManagementAPIView):
         raw_cursor = request.query_params.get("cursor")
         cursor = debug_cursor_decode(raw_cursor) if raw_cursor else None
         rows = debug_events_list(
-            app=request_app(request), status=status, limit=limit, cursor=cursor
+            app_id=request_app(request).pk, status=status, limit=limit, cursor=cursor
         )
         next_url = None
         if len(rows) == limit:
