@@ -134,8 +134,9 @@ class Answer(models.Model):
         indexes = [
             # No index names a sentiment column: writing a score then changes no indexed
             # column, so on PostgreSQL it is a HOT update (the new row version on the same
-            # page, no new index entry) wherever the page has room (fillfactor 80, migration
-            # 0006). Answers waiting for a score are listed in `SentimentPending` instead.
+            # page, no new index entry) wherever the page has room (the pages are filled:
+            # free space on each would slow every scan of a survey's answers, migration 0007).
+            # Answers waiting for a score are listed in `SentimentPending` instead.
             models.Index(fields=["survey", "created_at"], name="answer_survey_created"),
         ]
 

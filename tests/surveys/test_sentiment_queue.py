@@ -79,7 +79,8 @@ def test_no_index_of_the_answer_table_names_a_sentiment_column(db):
         (options,) = cursor.fetchone()
     assert indexes
     assert [name for name, definition in indexes if "sentiment_" in definition] == []
-    assert "fillfactor=80" in (options or [])
+    # Pages are filled (0007): free space on each would slow every scan of the answers.
+    assert not any(option.startswith("fillfactor=") for option in options or [])
 
 
 def test_newest_negative_answers_are_merged_across_surveys(app_keys, survey, secret_client):
