@@ -56,6 +56,22 @@ def _error(error: errors.EngageError, *headers: tuple[str, str]) -> CollectorAns
     )
 
 
+COLLECTOR_METHODS = "GET, POST, OPTIONS"
+
+
+def collector_cors_headers(origin: str) -> list[tuple[str, str]]:
+    """CORS of the collector for an allowed origin: with credentials, so the tracker's `sp`
+    cookie (network user id) travels; preflights cached for a day."""
+    return [
+        ("Access-Control-Allow-Origin", origin),
+        ("Access-Control-Allow-Credentials", "true"),
+        ("Access-Control-Allow-Methods", COLLECTOR_METHODS),
+        ("Access-Control-Allow-Headers", "Content-Type"),
+        ("Access-Control-Max-Age", "86400"),
+        ("Vary", "Origin"),
+    ]
+
+
 def collector_too_large() -> CollectorAnswer:
     """The answer to a body over the limit: 413, nothing stored (it was not read)."""
     return _error(errors.PayloadTooLarge("Request body is larger than the limit."))

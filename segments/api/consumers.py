@@ -38,8 +38,10 @@ from django.http.cookie import parse_cookie
 from engage import errors, ratelimit
 from engage.selectors import origin_allowed_for_any_app
 from segments.collector import (
+    COLLECTOR_METHODS,
     CollectorAnswer,
     collector_admit,
+    collector_cors_headers,
     collector_query_from_bytes,
     collector_receive,
 )
@@ -57,18 +59,12 @@ _SECURITY_HEADERS: Headers = [
     (b"Cross-Origin-Opener-Policy", b"same-origin"),
 ]
 _EMPTY_CONTENT_TYPE = "text/html; charset=utf-8"  # what an empty Django HttpResponse says
-_ALLOWED_METHODS = "GET, POST, OPTIONS"
 
 
 def _cors_headers(origin: str) -> Headers:
-    """CORS of the collector (as segments.api.views.collector sends it) for an allowed origin."""
     return [
-        (b"Access-Control-Allow-Origin", origin.encode("latin-1")),
-        (b"Access-Control-Allow-Credentials", b"true"),
-        (b"Access-Control-Allow-Methods", _ALLOWED_METHODS.encode()),
-        (b"Access-Control-Allow-Headers", b"Content-Type"),
-        (b"Access-Control-Max-Age", b"86400"),
-        (b"Vary", b"Origin"),
+        (name.encode("latin-1"), value.encode("latin-1"))
+        for name, value in collector_cors_headers(origin)
     ]
 
 
@@ -111,7 +107,7 @@ def collector_answer(
             answer = CollectorAnswer(200, b"", _EMPTY_CONTENT_TYPE)
         else:
             answer = CollectorAnswer(405, b"", _EMPTY_CONTENT_TYPE)
-            extra = [("Allow", _ALLOWED_METHODS)]
+            extra = [("Allow", COLLECTOR_METHODS)]
         cors = bool(origin) and origin_allowed_for_any_app(origin)  # type: ignore[arg-type]
     except (OperationalError, InterfaceError):
         logger.warning("database unavailable while answering the collector", exc_info=True)

@@ -35,8 +35,10 @@ from segments.api.serializers import (
     PersonSerializer,
 )
 from segments.collector import (
+    COLLECTOR_METHODS,
     CollectorAnswer,
     collector_admit,
+    collector_cors_headers,
     collector_query_from_bytes,
     collector_receive,
     collector_too_large,
@@ -79,14 +81,10 @@ def collector(request: HttpRequest) -> HttpResponse:
         response = _collector_response(answer)
     else:
         response = HttpResponse(status=405)
-        response["Allow"] = "GET, POST, OPTIONS"
+        response["Allow"] = COLLECTOR_METHODS
     if origin and origin_allowed_for_any_app(origin):
-        response["Access-Control-Allow-Origin"] = origin
-        response["Access-Control-Allow-Credentials"] = "true"
-        response["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
-        response["Access-Control-Allow-Headers"] = "Content-Type"
-        response["Access-Control-Max-Age"] = "86400"
-        response["Vary"] = "Origin"
+        for name, value in collector_cors_headers(origin):
+            response[name] = value
     return response
 
 
