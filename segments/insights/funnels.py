@@ -16,8 +16,10 @@ Semantics (those of PostHog's and Amplitude's ordered funnels):
 
 How, on PostgreSQL (`_funnel_sql_pg`): the matching events are sorted once by (person, time,
 id); n-1 window passes over that one order then carry each step's chain backwards (see there), a
-grouped pass picks each person's best attempt, and no row is joined to another. With cohorts,
-attempts are joined to the cohort rows before that pick.
+grouped pass picks each person's best attempt, and no row is joined to another. Step-1 events
+that match no later step (most rows of a funnel that starts at a page view) skip all passes
+but the last: they are read and sorted on their own and merged back in order for it. With
+cohorts, attempts are joined to the cohort rows before that pick.
 
 How elsewhere (SQLite; `_funnel_sql`): the matching events get a global row number `g`
 ordered by (person, timestamp, id), counted from the end; one window pass gives, for every row
@@ -140,8 +142,15 @@ def _funnel_sql_pg(
         all_params += cohort_params
     only_cohort = " WHERE b.person_id IN (SELECT person_id FROM cohort)" if cohorts else ""
     # date_part is a double: ~2e15 µs since 1970 are exact in it, and round() restores them.
+    # With three steps or more, the step-1 events that match no later step ("pure" starts,
+    # typically most rows: page views) skip the passes for steps n-1…2, where they would only
+    # ride along: `l` is read twice (NOT MATERIALIZED: two scans, each sorted in parallel),
+    # once without them for those passes and once for them alone, merged back in order for
+    # the pass of step 1. Every other step-1 event matches a later step, so it is in the first
+    # read and rides along as before.
+    split = n >= 3
     ctes.append(
-        "l AS (SELECT b.person_id, b.id, "
+        f"l AS {'NOT MATERIALIZED ' if split else ''}(SELECT b.person_id, b.id, "
         "round(date_part('epoch', b.timestamp) * 1000000)::bigint AS us, "
         # Each step's flag as a boolean: narrower rows to sort and carry through the passes.
         + ", ".join(f"b.s{i} = 1 AS s{i}" for i in range(n))
@@ -165,6 +174,17 @@ def _funnel_sql_pg(
         keep = ", ".join(f"s{i}" for i in range(k))
         # Rows that match none of steps 0…k have served their purpose: leave them out.
         useful = " OR ".join(f"s{i}" for i in range(k + 1))
+        later = " OR ".join(f"s{i}" for i in range(1, n))
+        if split and k == n - 1:
+            useful = later  # the first read: no pure start
+        elif split and k == 1:
+            carried = ", ".join(f"u{j}" for j in range(2, n))
+            nulls = ", ".join("NULL::bigint" for _ in range(2, n))
+            source = (
+                f"(SELECT person_id, id, us, s0, s1, {carried} FROM {source} WHERE {useful} "
+                f"UNION ALL (SELECT person_id, id, us, s0, false, {nulls} FROM l "
+                f"WHERE s0 AND NOT ({later}) ORDER BY person_id, us DESC, id DESC)) m"
+            )
         ctes.append(
             f"l{k} AS (SELECT person_id, id, us, {keep}, {mins} "
             f"FROM {source} WHERE {useful} WINDOW w AS ({frame}))"
@@ -191,8 +211,11 @@ def _funnel_sql_pg(
         attempts = "chain a"
         label = "'all'"
     ts = ", ".join(f"t{k}" for k in range(n))
+    # Without cohorts there is one group: no label to carry and group by (the planner keeps a
+    # constant grouping key and compares it on every row).
+    labelled = "label, " if cohorts is not None else ""
     scored = (
-        f"SELECT {label} AS label, a.person_id, a.id, "
+        f"SELECT {label + ' AS label, ' if labelled else ''}a.person_id, a.id, "
         + ", ".join(f"a.t{k}" for k in range(n))
         + f", {depth} AS depth FROM {attempts}"
     )
@@ -205,9 +228,9 @@ def _funnel_sql_pg(
     else:
         pick = times_picked = ""
     ctes.append(
-        f"best AS (SELECT label, person_id, depth{times_picked} FROM "
-        f"(SELECT label, person_id, MAX(depth) AS depth{pick} FROM ({scored}) x "
-        "GROUP BY label, person_id) p)"
+        f"best AS (SELECT {labelled}person_id, depth{times_picked} FROM "
+        f"(SELECT {labelled}person_id, MAX(depth) AS depth{pick} FROM ({scored}) x "
+        f"GROUP BY {labelled}person_id) p)"
     )
     # One grouped pass over `best` gives every figure (so `best` is read once, not kept for
     # several scans); a lateral VALUES turns each group's row into (kind, label, k, value) rows
@@ -223,8 +246,13 @@ def _funnel_sql_pg(
     rows += [f"('median', {k}, m{k}::numeric / 1000)" for k in range(1, n)]
     selects = [
         "SELECT v.kind, g.label, v.k, v.value FROM "
-        f"(SELECT label, {', '.join(figures)} FROM best GROUP BY label) g "
-        f"CROSS JOIN LATERAL (VALUES {', '.join(rows)}) v(kind, k, value) "
+        + (
+            f"(SELECT label, {', '.join(figures)} FROM best GROUP BY label) g "
+            if labelled
+            # One row even for no attempt: its zero counts and null medians are left out below.
+            else f"(SELECT {label} AS label, {', '.join(figures)} FROM best) g "
+        )
+        + f"CROSS JOIN LATERAL (VALUES {', '.join(rows)}) v(kind, k, value) "
         "WHERE v.value IS NOT NULL"
     ]
     if cohorts is not None:

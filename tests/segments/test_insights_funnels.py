@@ -220,3 +220,12 @@ def test_other_apps_events_never_count(app_keys, other_app_keys, people) -> None
     _person(other_app_keys.app, "a", ("signup", T), ("view", T + H), ("purchase", T + 2 * H))
     result = funnel_compute(app=other_app_keys.app, definition=funnel_parse(FUNNEL, today=TODAY))
     assert [s["people"] for s in result["steps"]] == [1, 1, 1]
+
+
+def test_a_funnel_nobody_entered_counts_nobody(app_keys, people) -> None:
+    definition = {**FUNNEL, "steps": [{"event": "signup"}, {"event": "never"}, {"event": "x"}]}
+    result = funnel_compute(app=app_keys.app, definition=funnel_parse(definition, today=TODAY))
+    assert _steps(result) == [(8, None, 0), (0, None, 8), (0, None, 0)]
+    nobody = {**FUNNEL, "steps": [{"event": "never"}, {"event": "view"}, {"event": "purchase"}]}
+    result = funnel_compute(app=app_keys.app, definition=funnel_parse(nobody, today=TODAY))
+    assert _steps(result) == [(0, None, 0), (0, None, 0), (0, None, 0)]
