@@ -14,10 +14,10 @@ What it does, bounded (the 1,000,000-answer load takes most of it: a few minutes
    own rebuild functions, and VACUUM ANALYZE.
 3. Scoring: reads the `--score` texts, times raw VADER (`polarity_scores`) on them, then times
    the real pipeline on the same answers, alternating with it on slices of 10,000 answers: the
-   sweeper's query for pending ids and the Celery task `surveys.tasks.sentiment_score` (run
-   in-process) on batches of them (`--batch`, default the sweeper's 500), which reads the
-   rows, detects the language, scores, writes the scores and updates the aggregates, and
-   commits. Prints answers/s of both and the ratio (target ≥ 70%). Also times 1,000 answers
+   sweeper `sentiment_pending_score` (what the Celery task `sentiment_score_pending` runs for
+   answers stored while no worker ran), in batches (`--batch`, default 500), each batch one
+   transaction that writes the scores, updates the aggregates and takes the answers out of the
+   queue; on PostgreSQL it reads the next batch while the server writes the current one. Prints answers/s of both and the ratio (target ≥ 70%). Also times 1,000 answers
    scored one task per answer, as `response_submit` queues them for a single response.
 4. Trends: times `sentiment_trend` over the `--trend` answers (by day and by week, the whole
    survey, the App, and with a locale filter), best and median of 5, beside two hand-written
@@ -295,7 +295,7 @@ def main() -> None:
         Survey,
     )
     from surveys.selectors import ResponseFilters
-    from surveys.sentiment import BATCH_SIZE, sentiment_pending_ids
+    from surveys.sentiment import BATCH_SIZE, sentiment_pending_score
     from surveys.sentiment_analysis import analyzer_get
     from surveys.sentiment_selectors import SentimentQuery, sentiment_trend
     from surveys.tasks import sentiment_score
@@ -364,15 +364,11 @@ def main() -> None:
                 ]
             )
         analyzer_seconds += time.perf_counter() - started
+        # The sweeper, as a worker runs it for answers stored while none ran: the queue's
+        # next entries (all of this chunk's, and only those: the earlier ones are scored) in
+        # batches, each one transaction.
         started = time.perf_counter()
-        after = chunk[0][0] - 1
-        last = chunk[-1][0]
-        while True:
-            ids = [pk for pk in sentiment_pending_ids(limit=batch, after=after) if pk <= last]
-            if not ids:
-                break
-            scored += sentiment_score(ids)
-            after = ids[-1]
+        scored += sentiment_pending_score(max_batches=-(-len(chunk) // batch), batch_size=batch)
         pipeline_seconds += time.perf_counter() - started
     raw_rate = len(texts) / raw_seconds
     analyzer_rate = len(texts) / analyzer_seconds
@@ -401,7 +397,7 @@ def main() -> None:
         f"{100 * analyzer_rate / raw_rate:5.1f}% of raw  (no database: the ceiling)"
     )
     log(
-        f"  pipeline (task, batches of {batch:<5}) {pipeline_rate:10,.0f} answers/s   "
+        f"  pipeline (sweeper, batches of {batch:<4}) {pipeline_rate:8,.0f} answers/s   "
         f"{100 * pipeline_rate / raw_rate:5.1f}% of raw  "
         f"{'ok' if pipeline_rate >= 0.7 * raw_rate else 'UNDER TARGET (70%)'}"
     )

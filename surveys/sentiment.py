@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
+import psycopg
 from django.db import connection, transaction
 from django.db.models import QuerySet
 
@@ -541,6 +542,100 @@ def _score_pipelined(
     return len(written)
 
 
+# The sweeper's next batch: the queue's next ids after a given one, each with its row as
+# `_POSTGRES_READ` gives it when it still waits for a score (else nulls: the entry is stale).
+# No lock: the scores are written under the guard of `_POSTGRES_SLICE` and the surveys are
+# locked by `_POSTGRES_LOCK` in the transaction that writes them.
+_POSTGRES_NEXT = (
+    "SELECT q.answer_id, a.locale, COALESCE(NULLIF(a.locale, ''), p.default_locale), a.text, "  # noqa: S608
+    "a.sentiment_label, a.sentiment_score, a.survey_id, s.app_id, "
+    "(a.created_at AT TIME ZONE 'UTC')::date "
+    f"FROM (SELECT answer_id FROM {SentimentPending._meta.db_table} WHERE answer_id > %s "
+    "ORDER BY answer_id LIMIT %s) q "
+    f"LEFT JOIN {_ANSWERS} a ON a.id = q.answer_id AND a.text IS NOT NULL "
+    "AND a.sentiment_label IS NULL "
+    f"LEFT JOIN {_SURVEYS} s ON s.id = a.survey_id LEFT JOIN {App._meta.db_table} p "
+    "ON p.id = s.app_id ORDER BY q.answer_id"
+)
+# What `_POSTGRES_READ` locks: the surveys of a batch, FOR KEY SHARE (see there).
+_POSTGRES_LOCK = f"SELECT id FROM {_SURVEYS} WHERE id = ANY(%s::bigint[]) ORDER BY id FOR KEY SHARE"  # noqa: S608
+
+
+def _score_stream(*, analyzer: SentimentAnalyzer, batch_size: int, max_batches: int | None) -> int:
+    """`sentiment_pending_score` on PostgreSQL outside a transaction: one pipeline across the
+    batches, so that this process analyses one batch while the server finishes the previous.
+
+    Each batch is its own transaction, with the statements of `_score_pipelined`: the surveys
+    locked FOR KEY SHARE before any score is written, the slices' guarded UPDATEs, then the
+    aggregate upserts (in key order, after every answer row lock) and the queue's entries that
+    no longer wait, and COMMIT. What changes is when this process waits: the next batch's rows
+    are read (without a lock: the UPDATE's guard and the survey lock of the next transaction
+    make that safe) while the current batch's slices are written, so after sending a batch's
+    COMMIT it goes on analysing the next batch at once, and it waits for the server only for
+    the ids a batch's slices wrote. An error rolls back the batch it happened in (the batches
+    before it are committed) and is raised."""
+    if max_batches is not None and max_batches < 1:
+        return 0
+    connection.ensure_connection()
+    raw = connection.connection
+    preparation_allow(raw)
+    identity = analyzer_identity(analyzer)[:64]
+    scored = 0
+    try:
+        with raw.pipeline():
+            head = raw.cursor()
+            head.execute(_POSTGRES_NEXT, [0, batch_size], prepare=True)
+            batch: list[_Read] = head.fetchall()
+            done = 0
+            while batch:
+                done += 1
+                more = max_batches is None or done < max_batches
+                waiting = [row for row in batch if row[1] is not None]
+                raw.execute("BEGIN")
+                raw.execute("SET LOCAL synchronous_commit TO off")  # as in `_score_pipelined`
+                raw.execute("SET LOCAL plan_cache_mode TO force_generic_plan")
+                surveys = sorted({row[6] for row in waiting})
+                if surveys:
+                    raw.execute(_POSTGRES_LOCK, [surveys], prepare=True)
+                updates = []
+                candidates = []
+                following = None
+                for chunk in _chunks(waiting, SLICE_SIZE):
+                    results = analyzer.analyze_many([(row[3], row[2]) for row in chunk])
+                    update = raw.cursor()
+                    update.execute(
+                        _POSTGRES_SLICE, [_slice_json(chunk, results), identity], prepare=True
+                    )
+                    updates.append(update)
+                    if following is None and more:
+                        following = raw.cursor()
+                        following.execute(_POSTGRES_NEXT, [batch[-1][0], batch_size], prepare=True)
+                    candidates += _slice_deltas(chunk, results)
+                if following is None and more:
+                    following = raw.cursor()
+                    following.execute(_POSTGRES_NEXT, [batch[-1][0], batch_size], prepare=True)
+                written = {pk for update in updates for (pk,) in update.fetchall()}
+                deltas = _deltas()
+                for pk, key, app_id, values, sign, terms in candidates:
+                    if pk in written:
+                        deltas.add_counts(key, app_id, values, terms, sign)
+                _deltas_apply(deltas)
+                left = {row[0] for row in waiting} - written
+                raw.execute(
+                    _POSTGRES_DEQUEUE,
+                    [[row[0] for row in batch if row[0] not in left]],
+                    prepare=True,
+                )
+                raw.execute("COMMIT")
+                scored += len(written)
+                batch = following.fetchall() if following is not None else []
+    except BaseException:
+        if raw.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            raw.execute("ROLLBACK")
+        raise
+    return scored
+
+
 def sentiment_answers_score(
     *,
     answer_ids: Sequence[int],
@@ -591,6 +686,8 @@ def sentiment_pending_score(*, max_batches: int | None = None, batch_size: int =
     Returns how many answers were scored.
     """
     analyzer = analyzer_get()
+    if connection.vendor == "postgresql" and connection.get_autocommit():
+        return _score_stream(analyzer=analyzer, batch_size=batch_size, max_batches=max_batches)
     total = 0
     after = 0
     for _ in itertools.count() if max_batches is None else range(max_batches):
