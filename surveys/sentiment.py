@@ -531,14 +531,31 @@ def _score_pipelined(
             updates.append(update)
             # Computed while the server writes the slice.
             candidates += _slice_deltas(chunk, results)
-        written = {pk for update in updates for (pk,) in update.fetchall()}
-        deltas = _deltas()
-        for pk, key, app_id, values, sign, terms in candidates:
-            if pk in written:
-                deltas.add_counts(key, app_id, values, terms, sign)
-        _deltas_apply(deltas)
-        left = {row[0] for row in rows} - written
-        raw.execute(_POSTGRES_DEQUEUE, [[pk for pk in ids if pk not in left]], prepare=True)
+        # Leaving the pipeline waits for the rest (and raises any error of the batch).
+        return _slices_finish(raw, updates, candidates, read=rows, queued=ids)
+
+
+def _slices_finish(
+    raw: Any,
+    updates: Sequence[Any],
+    candidates: Sequence[tuple[int, DailyKey, int, list[int], int, list[str]]],
+    *,
+    read: Sequence[_Read],
+    queued: Sequence[int],
+) -> int:
+    """The end of a pipelined batch: wait for the ids its slices wrote, send what exactly
+    those rows add to the aggregates (`_deltas_apply`: one upsert per table, in key order,
+    after every answer row lock) and take out of the queue every id of the batch except the
+    rows read but not written (changed meanwhile: still waiting). Returns how many were
+    written."""
+    written = {pk for update in updates for (pk,) in update.fetchall()}
+    deltas = _deltas()
+    for pk, key, app_id, values, sign, terms in candidates:
+        if pk in written:
+            deltas.add_counts(key, app_id, values, terms, sign)
+    _deltas_apply(deltas)
+    left = {row[0] for row in read} - written
+    raw.execute(_POSTGRES_DEQUEUE, [[pk for pk in queued if pk not in left]], prepare=True)
     return len(written)
 
 
@@ -614,20 +631,10 @@ def _score_stream(*, analyzer: SentimentAnalyzer, batch_size: int, max_batches: 
                 if following is None and more:
                     following = raw.cursor()
                     following.execute(_POSTGRES_NEXT, [batch[-1][0], batch_size], prepare=True)
-                written = {pk for update in updates for (pk,) in update.fetchall()}
-                deltas = _deltas()
-                for pk, key, app_id, values, sign, terms in candidates:
-                    if pk in written:
-                        deltas.add_counts(key, app_id, values, terms, sign)
-                _deltas_apply(deltas)
-                left = {row[0] for row in waiting} - written
-                raw.execute(
-                    _POSTGRES_DEQUEUE,
-                    [[row[0] for row in batch if row[0] not in left]],
-                    prepare=True,
+                scored += _slices_finish(
+                    raw, updates, candidates, read=waiting, queued=[row[0] for row in batch]
                 )
                 raw.execute("COMMIT")
-                scored += len(written)
                 batch = following.fetchall() if following is not None else []
     except BaseException:
         if raw.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
