@@ -17,8 +17,9 @@ What it does, bounded (the 1,000,000-answer load takes most of it: a few minutes
    sweeper `sentiment_pending_score` (what the Celery task `sentiment_score_pending` runs for
    answers stored while no worker ran), in batches (`--batch`, default 500), each batch one
    transaction that writes the scores, updates the aggregates and takes the answers out of the
-   queue; on PostgreSQL it reads the next batch while the server writes the current one. Prints answers/s of both and the ratio (target ≥ 70%). Also times 1,000 answers
-   scored one task per answer, as `response_submit` queues them for a single response.
+   queue; on PostgreSQL it reads the next batch while the server writes the current one.
+   Prints answers/s of both and the ratio (target ≥ 70%). Also times 1,000 answers scored one
+   task per answer, as `response_submit` queues them for a single response.
 4. Trends: times `sentiment_trend` over the `--trend` answers (by day and by week, the whole
    survey, the App, and with a locale filter), best and median of 5, beside two hand-written
    SQL queries in the same run: the same figures straight from the answer rows (a scan) and

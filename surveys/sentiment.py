@@ -403,16 +403,21 @@ _TERMS = SentimentTermDaily._meta.db_table
 # while the batch is analysed; the survey rows are locked FOR KEY SHARE so that
 # `sentiment_aggregates_rebuild` (FOR UPDATE) waits for this transaction while scorers never
 # block one another.
+_READ_COLUMNS = (
+    "a.locale, COALESCE(NULLIF(a.locale, ''), p.default_locale), a.text, a.sentiment_label, "
+    "a.sentiment_score, a.survey_id, s.app_id, (a.created_at AT TIME ZONE 'UTC')::date"
+)
 _POSTGRES_READ = (
-    "SELECT a.id, a.locale, COALESCE(NULLIF(a.locale, ''), p.default_locale), a.text, "  # noqa: S608
-    "a.sentiment_label, a.sentiment_score, a.survey_id, s.app_id, "
-    f"(a.created_at AT TIME ZONE 'UTC')::date FROM {_ANSWERS} a "
+    f"SELECT a.id, {_READ_COLUMNS} FROM {_ANSWERS} a "  # noqa: S608
     f"JOIN {_SURVEYS} s ON s.id = a.survey_id JOIN {App._meta.db_table} p ON p.id = s.app_id "
     "WHERE a.id = ANY(%s) AND a.text IS NOT NULL{pending} ORDER BY a.id FOR KEY SHARE OF s"
 )
 _POSTGRES_READ_RESCORE = _POSTGRES_READ.format(pending="")
 _POSTGRES_READ = _POSTGRES_READ.format(pending=" AND a.sentiment_label IS NULL")
 _Read = tuple[int, str, str, str, str | None, float | None, int, int, date]
+# What an answer adds to the aggregates if written: id, daily key, App, the daily values, the
+# sign of its terms, its terms (see `_slice_deltas`).
+_Candidate = tuple[int, DailyKey, int, list[int], int, list[str]]
 
 # One slice: the scores arrive as one JSON array (one object per answer: id, label, score,
 # language, locale, old_label, old_score); each row is written only where it still holds what
@@ -464,9 +469,7 @@ def _slice_json(rows: Sequence[_Read], results: Sequence[SentimentResult]) -> st
     return json.dumps(items, ensure_ascii=False, allow_nan=False)
 
 
-def _slice_deltas(
-    rows: Sequence[_Read], results: Sequence[SentimentResult]
-) -> list[tuple[int, DailyKey, int, list[int], int, list[str]]]:
+def _slice_deltas(rows: Sequence[_Read], results: Sequence[SentimentResult]) -> list[_Candidate]:
     """What each answer of a slice adds to the aggregates if written: (id, daily key, App,
     [positive, neutral, negative, unsupported, score_sum_e4], sign, terms): the answer's terms
     count +1 when it becomes negative, -1 when it stops being (sign 0: its terms do not
@@ -511,34 +514,49 @@ def _score_pipelined(
     preparation_allow(raw)  # fixed statements: parsed once per connection
     identity = analyzer_identity(analyzer)[:64]
     with raw.pipeline():
-        # Scores can be recomputed: if the server crashes before this commit reaches the disk,
-        # the transaction is lost as a whole (rows still pending, aggregates untouched) and
-        # the sweeper scores the rows again. So the commit need not wait for the disk flush.
-        raw.execute("SET LOCAL synchronous_commit TO off")
-        # Planned once too: their plans do not depend on the values (arrays and JSON).
-        raw.execute("SET LOCAL plan_cache_mode TO force_generic_plan")
+        _batch_settings(raw)
         with raw.cursor() as cursor:
             cursor.execute(
                 _POSTGRES_READ_RESCORE if rescore else _POSTGRES_READ, [ids], prepare=True
             )
             rows: list[_Read] = cursor.fetchall()
-        updates = []
-        candidates = []
-        for chunk in _chunks(rows, SLICE_SIZE):
-            results = analyzer.analyze_many([(row[3], row[2]) for row in chunk])
-            update = raw.cursor()
-            update.execute(_POSTGRES_SLICE, [_slice_json(chunk, results), identity], prepare=True)
-            updates.append(update)
-            # Computed while the server writes the slice.
-            candidates += _slice_deltas(chunk, results)
+        updates, candidates = _slices_send(raw, rows, analyzer=analyzer, identity=identity)
         # Leaving the pipeline waits for the rest (and raises any error of the batch).
         return _slices_finish(raw, updates, candidates, read=rows, queued=ids)
+
+
+def _batch_settings(raw: Any) -> None:
+    """The settings of a scoring transaction (SET LOCAL: for this transaction only)."""
+    # Scores can be recomputed: if the server crashes before this commit reaches the disk,
+    # the transaction is lost as a whole (rows still pending, aggregates untouched) and the
+    # sweeper scores the rows again. So the commit need not wait for the disk flush.
+    raw.execute("SET LOCAL synchronous_commit TO off")
+    # Planned once too: their plans do not depend on the values (arrays and JSON).
+    raw.execute("SET LOCAL plan_cache_mode TO force_generic_plan")
+
+
+def _slices_send(
+    raw: Any, rows: Sequence[_Read], *, analyzer: SentimentAnalyzer, identity: str
+) -> tuple[list[Any], list[_Candidate]]:
+    """Analyse `rows` slice by slice and send each slice's scores (`_POSTGRES_SLICE`) without
+    waiting: the server writes one slice while the next is analysed. Returns the slices'
+    cursors and what each answer adds to the aggregates if written (`_slice_deltas`)."""
+    updates = []
+    candidates: list[_Candidate] = []
+    for chunk in _chunks(rows, SLICE_SIZE):
+        results = analyzer.analyze_many([(row[3], row[2]) for row in chunk])
+        update = raw.cursor()
+        update.execute(_POSTGRES_SLICE, [_slice_json(chunk, results), identity], prepare=True)
+        updates.append(update)
+        # Computed while the server writes the slice.
+        candidates += _slice_deltas(chunk, results)
+    return updates, candidates
 
 
 def _slices_finish(
     raw: Any,
     updates: Sequence[Any],
-    candidates: Sequence[tuple[int, DailyKey, int, list[int], int, list[str]]],
+    candidates: Sequence[_Candidate],
     *,
     read: Sequence[_Read],
     queued: Sequence[int],
@@ -564,9 +582,7 @@ def _slices_finish(
 # No lock: the scores are written under the guard of `_POSTGRES_SLICE` and the surveys are
 # locked by `_POSTGRES_LOCK` in the transaction that writes them.
 _POSTGRES_NEXT = (
-    "SELECT q.answer_id, a.locale, COALESCE(NULLIF(a.locale, ''), p.default_locale), a.text, "  # noqa: S608
-    "a.sentiment_label, a.sentiment_score, a.survey_id, s.app_id, "
-    "(a.created_at AT TIME ZONE 'UTC')::date "
+    f"SELECT q.answer_id, {_READ_COLUMNS} "  # noqa: S608
     f"FROM (SELECT answer_id FROM {SentimentPending._meta.db_table} WHERE answer_id > %s "
     "ORDER BY answer_id LIMIT %s) q "
     f"LEFT JOIN {_ANSWERS} a ON a.id = q.answer_id AND a.text IS NOT NULL "
@@ -587,7 +603,7 @@ def _score_stream(*, analyzer: SentimentAnalyzer, batch_size: int, max_batches: 
     aggregate upserts (in key order, after every answer row lock) and the queue's entries that
     no longer wait, and COMMIT. What changes is when this process waits: the next batch's rows
     are read (without a lock: the UPDATE's guard and the survey lock of the next transaction
-    make that safe) while the current batch's slices are written, so after sending a batch's
+    make that safe) while the current batch is analysed and written, so after sending a batch's
     COMMIT it goes on analysing the next batch at once, and it waits for the server only for
     the ids a batch's slices wrote. An error rolls back the batch it happened in (the batches
     before it are committed) and is raised."""
@@ -609,28 +625,17 @@ def _score_stream(*, analyzer: SentimentAnalyzer, batch_size: int, max_batches: 
                 more = max_batches is None or done < max_batches
                 waiting = [row for row in batch if row[1] is not None]
                 raw.execute("BEGIN")
-                raw.execute("SET LOCAL synchronous_commit TO off")  # as in `_score_pipelined`
-                raw.execute("SET LOCAL plan_cache_mode TO force_generic_plan")
+                _batch_settings(raw)
                 surveys = sorted({row[6] for row in waiting})
                 if surveys:
                     raw.execute(_POSTGRES_LOCK, [surveys], prepare=True)
-                updates = []
-                candidates = []
                 following = None
-                for chunk in _chunks(waiting, SLICE_SIZE):
-                    results = analyzer.analyze_many([(row[3], row[2]) for row in chunk])
-                    update = raw.cursor()
-                    update.execute(
-                        _POSTGRES_SLICE, [_slice_json(chunk, results), identity], prepare=True
-                    )
-                    updates.append(update)
-                    if following is None and more:
-                        following = raw.cursor()
-                        following.execute(_POSTGRES_NEXT, [batch[-1][0], batch_size], prepare=True)
-                    candidates += _slice_deltas(chunk, results)
-                if following is None and more:
+                if more:  # read by the server while the first slice is analysed
                     following = raw.cursor()
                     following.execute(_POSTGRES_NEXT, [batch[-1][0], batch_size], prepare=True)
+                updates, candidates = _slices_send(
+                    raw, waiting, analyzer=analyzer, identity=identity
+                )
                 scored += _slices_finish(
                     raw, updates, candidates, read=waiting, queued=[row[0] for row in batch]
                 )

@@ -162,6 +162,7 @@ def _funnel_sql_pg(
         "ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING"
     )
     source = "l"
+    later = " OR ".join(f"s{i}" for i in range(1, n))  # a step-1 event that is not pure
     for k in range(n - 1, 0, -1):
         # u{k}: the time of the nearest later step-k event; u{j} (j > k): the rest of that
         # event's chain, which the pass for step k+1 has just put on it as u{j}. A greedy chain
@@ -174,7 +175,6 @@ def _funnel_sql_pg(
         keep = ", ".join(f"s{i}" for i in range(k))
         # Rows that match none of steps 0…k have served their purpose: leave them out.
         useful = " OR ".join(f"s{i}" for i in range(k + 1))
-        later = " OR ".join(f"s{i}" for i in range(1, n))
         if split and k == n - 1:
             useful = later  # the first read: no pure start
         elif split and k == 1:
