@@ -20,6 +20,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError, connection, transaction
 
+from engage.db import local_settings
 from engage.errors import EngageError
 
 DEFAULT_TIMEOUT_MS = 10_000
@@ -64,37 +65,31 @@ def insight_budget(*, ms: int | None = None) -> Iterator[None]:
     """
     limit = timeout_ms() if ms is None else ms
     try:
-        with transaction.atomic():
-            if connection.vendor == "postgresql":
-                memory = work_mem()
-                with connection.cursor() as cursor:
-                    # An int and a checked size, formatted by us: SET takes no bound parameters.
-                    cursor.execute(f"SET LOCAL statement_timeout = {int(limit)}")
-                    cursor.execute("SET LOCAL jit = off")
-                    if memory:
-                        cursor.execute(f"SET LOCAL work_mem = '{memory}'")
+        if connection.vendor == "postgresql":
+            memory = work_mem()
+            # An int and a checked size: the settings of this block only.
+            values = {"statement_timeout": str(int(limit)), "jit": "off"}
+            if memory:
+                values["work_mem"] = memory
+            with local_settings(**values):
                 yield
-                # Inside a caller's transaction the settings would outlive this block.
-                with connection.cursor() as cursor:
-                    cursor.execute("SET LOCAL statement_timeout TO DEFAULT")
-                    cursor.execute("SET LOCAL jit TO DEFAULT")
-                    if memory:
-                        cursor.execute("SET LOCAL work_mem TO DEFAULT")
-            elif connection.vendor == "sqlite":
-                connection.ensure_connection()
-                raw = connection.connection
-                deadline = time.monotonic() + limit / 1000
+        else:
+            with transaction.atomic():
+                if connection.vendor == "sqlite":
+                    connection.ensure_connection()
+                    raw = connection.connection
+                    deadline = time.monotonic() + limit / 1000
 
-                def over_budget() -> int:
-                    return 1 if time.monotonic() > deadline else 0
+                    def over_budget() -> int:
+                        return 1 if time.monotonic() > deadline else 0
 
-                raw.set_progress_handler(over_budget, 10_000)
-                try:
+                    raw.set_progress_handler(over_budget, 10_000)
+                    try:
+                        yield
+                    finally:
+                        raw.set_progress_handler(None, 0)
+                else:
                     yield
-                finally:
-                    raw.set_progress_handler(None, 0)
-            else:
-                yield
     except DatabaseError as exc:
         if _cancelled(exc):
             raise QueryTooExpensive(
