@@ -69,8 +69,12 @@ class Response(models.Model):
     id = models.UUIDField(primary_key=True, help_text="Made by the client; retries reuse it.")
     app = models.ForeignKey("engage.App", on_delete=models.CASCADE, related_name="+")
     survey = models.ForeignKey(Survey, on_delete=models.CASCADE, related_name="responses")
+    # Indexed by `response_person_survey` (person first: it serves the foreign key too).
     person = models.ForeignKey(
-        "segments.Person", on_delete=models.CASCADE, related_name="survey_responses"
+        "segments.Person",
+        on_delete=models.CASCADE,
+        related_name="survey_responses",
+        db_index=False,
     )
     delivery = models.ForeignKey(
         "engage.Delivery",
@@ -90,7 +94,17 @@ class Response(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["survey", "created_at"], name="response_survey_created")]
+        indexes = [
+            models.Index(fields=["survey", "created_at"], name="response_survey_created"),
+            # A summary filtered by a segment looks up each member's responses here and reads
+            # what it counts from the index alone (PostgreSQL; `include` is ignored elsewhere),
+            # instead of scanning every response of the survey (surveys.selectors).
+            models.Index(
+                fields=["person", "survey"],
+                include=["created_at", "completed", "last_question", "locale", "variant"],
+                name="response_person_survey",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"response {self.pk} to survey #{self.survey_id}"
@@ -108,8 +122,9 @@ class Answer(models.Model):
 
     response = models.ForeignKey(Response, on_delete=models.CASCADE, related_name="answer_rows")
     survey = models.ForeignKey(Survey, on_delete=models.CASCADE, related_name="+", db_index=False)
+    # Indexed by `answer_person_survey` (person first: it serves the foreign key too).
     person = models.ForeignKey(
-        "segments.Person", on_delete=models.CASCADE, related_name="survey_answers"
+        "segments.Person", on_delete=models.CASCADE, related_name="survey_answers", db_index=False
     )
     question_id = models.CharField(max_length=64)
     number = models.SmallIntegerField(null=True, blank=True)
@@ -138,6 +153,21 @@ class Answer(models.Model):
             # free space on each would slow every scan of a survey's answers, migration 0007).
             # Answers waiting for a score are listed in `SentimentPending` instead.
             models.Index(fields=["survey", "created_at"], name="answer_survey_created"),
+            # A summary filtered by a segment reads each member's answer rows from this index
+            # alone (an index-only scan on PostgreSQL) instead of all the survey's rows.
+            models.Index(
+                fields=["person", "survey"],
+                include=[
+                    "created_at",
+                    "question_id",
+                    "number",
+                    "choice",
+                    "first",
+                    "locale",
+                    "variant",
+                ],
+                name="answer_person_survey",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -17,7 +17,7 @@ from django.test.utils import CaptureQueriesContext
 from engage.campaigns import campaign_create, campaign_publish
 from segments.models import Person, Segment
 from surveys.models import Answer, Response, Survey
-from surveys.selectors import ResponseFilters, survey_summary
+from surveys.selectors import ResponseFilters, _segment_plan, survey_summary
 from tests.surveys.conftest import QUESTIONS
 
 pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
@@ -99,3 +99,38 @@ def test_the_planner_expects_the_true_number_of_groups(postgres, busy, filters):
     # Without the statistics the day counts as distinct as the instants (900).
     assert _estimated_groups(responses_sql) <= 3 * 4
     assert _estimated_groups(answers_sql) <= 33 * 4
+
+
+def _scans(sql: str) -> list[tuple[str, str, str]]:
+    """(node type, index or table, index condition) of every scan in the statement's plan."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}")
+        raw = cursor.fetchone()[0]
+    found: list[tuple[str, str, str]] = []
+    pending = [(json.loads(raw) if isinstance(raw, str) else raw)[0]["Plan"]]
+    while pending:
+        node = pending.pop()
+        if "Scan" in node["Node Type"]:
+            name = node.get("Index Name", node.get("Relation Name", ""))
+            found.append((node["Node Type"], name, node.get("Index Cond", "")))
+        pending += node.get("Plans", [])
+    return found
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_segment_filter_reads_its_members_rows_from_the_person_indexes(postgres, busy):
+    with connection.cursor() as cursor:  # the pages all-visible, as autovacuum keeps them
+        cursor.execute("VACUUM ANALYZE surveys_response, surveys_answer")
+    filters = ResponseFilters(segment="pro")
+    with CaptureQueriesContext(connection) as queries:
+        survey_summary(survey=busy, filters=filters, source="rows")
+    grouped = [q["sql"] for q in queries.captured_queries if "GROUP BY" in q["sql"]]
+    for sql, index in zip(grouped, ["response_person_survey", "answer_person_survey"], strict=True):
+        with _segment_plan(filters):
+            scans = _scans(sql)
+        # Each member's rows looked up by person, and read from the index alone.
+        assert any(
+            kind == "Index Only Scan" and name == index and "person_id =" in cond
+            for kind, name, cond in scans
+        ), scans
+        assert not any(name in ("surveys_response", "surveys_answer") for _, name, _ in scans)
