@@ -261,6 +261,17 @@ def test_unknown_aid_is_kept_as_a_bad_event_without_app(client, app_keys):
     assert not Event.objects.exists()
 
 
+def test_an_aid_with_a_nul_byte_is_kept_as_a_bad_event_without_app(client, app_keys):
+    # PostgreSQL text cannot hold NUL: looking such an App up used to fail with a 503.
+    response = get(client, event(aid="acme-web\x00"))
+
+    assert response.status_code == 200
+    bad = BadEvent.objects.get()
+    assert bad.app is None
+    assert "unknown app id" in bad.reason
+    assert not Event.objects.exists()
+
+
 @pytest.mark.parametrize(
     ("fields", "needle"),
     [
