@@ -159,15 +159,24 @@ def main() -> None:
         today=today,
     )
     ours_ms, ours = timed(lambda: funnel_compute(app=app, definition=funnel), args.runs)
-    # The portable statement (what SQLite runs) on the same PostgreSQL data, for comparison.
-    from segments.insights import funnels as funnels_module
+    from django.test import override_settings
 
-    carried = funnels_module._funnel_sql_pg
-    funnels_module._funnel_sql_pg = funnels_module._funnel_sql  # type: ignore[assignment]
-    try:
-        portable_ms, portable = timed(lambda: funnel_compute(app=app, definition=funnel), args.runs)
-    finally:
-        funnels_module._funnel_sql_pg = carried  # type: ignore[assignment]
+    from segments.insights import funnels as funnels_module
+    from segments.insights.parallel import parts_setting
+
+    parts = parts_setting()
+    # The same statement for all the people at once (ENGAGE_INSIGHT_PARALLEL=1), and the
+    # portable statement (what SQLite runs) on the same PostgreSQL data, for comparison.
+    with override_settings(ENGAGE_INSIGHT_PARALLEL=1):
+        single_ms, single = timed(lambda: funnel_compute(app=app, definition=funnel), args.runs)
+        carried = funnels_module._funnel_sql_pg
+        funnels_module._funnel_sql_pg = funnels_module._funnel_sql  # type: ignore[assignment]
+        try:
+            portable_ms, portable = timed(
+                lambda: funnel_compute(app=app, definition=funnel), args.runs
+            )
+        finally:
+            funnels_module._funnel_sql_pg = carried  # type: ignore[assignment]
     ref_ms, ref = timed(lambda: reference(FUNNEL_SQL), args.runs)
     people = [s["people"] for s in ours["steps"]]
     medians = [s["median_seconds_from_previous"] for s in ours["steps"][1:]]
@@ -194,8 +203,12 @@ def main() -> None:
     print(f"\nInsights, {args.people:,} people / {args.events:,} events (median of {args.runs})")
     print(f"{'query':<40} {'insights':>10} {'hand SQL':>10}  same answer")
     print(
-        f"{'5-step funnel, 7-day window, 90 days':<40} {ours_ms:8.1f} ms {ref_ms:8.1f} ms  "
+        f"{f'5-step funnel, 7-day window ({parts} parts)':<40} {ours_ms:8.1f} ms {ref_ms:8.1f} ms  "
         f"{'yes' if same_funnel else 'NO'}"
+    )
+    print(
+        f"{'  the same, one statement':<40} {single_ms:8.1f} ms {'':>11}  "
+        f"{'yes' if single['steps'] == ours['steps'] else 'NO'}"
     )
     print(
         f"{'  the same, portable statement':<40} {portable_ms:8.1f} ms {'':>11}  "

@@ -195,6 +195,10 @@ ENGAGE_MAX_BATCH_EVENTS = env.int("ENGAGE_MAX_BATCH_EVENTS", default=500)
 ENGAGE_INSIGHT_TIMEOUT_MS = env.int("ENGAGE_INSIGHT_TIMEOUT_MS", default=10_000)
 # PostgreSQL work_mem inside one insight's transaction (sorts and hashes in memory); "" = server's.
 ENGAGE_INSIGHT_WORK_MEM = env.str("ENGAGE_INSIGHT_WORK_MEM", default="128MB")
+# PostgreSQL: a funnel over at least _MIN_EVENTS events (estimated) runs as this many statements
+# at once, each over a range of people on its own pooled connection; 1 = one statement.
+ENGAGE_INSIGHT_PARALLEL = env.int("ENGAGE_INSIGHT_PARALLEL", default=2)
+ENGAGE_INSIGHT_PARALLEL_MIN_EVENTS = env.int("ENGAGE_INSIGHT_PARALLEL_MIN_EVENTS", default=100_000)
 DATA_UPLOAD_MAX_MEMORY_SIZE = ENGAGE_MAX_BODY_BYTES
 # Events (docs/ingestion.md, "Partitions and retention"): a retry whose dedup id was received
 # longer ago than this is stored again; monthly partitions made ahead; rows per DELETE.

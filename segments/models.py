@@ -85,7 +85,13 @@ class Event(models.Model):
             models.Index(fields=["person", "name", "timestamp"], name="event_person_name_ts"),
             # A person's newest events (people API): on monthly partitions, read newest
             # partition first and stop at the limit, whatever the length of the history.
-            models.Index(fields=["person", "timestamp"], name="event_person_ts"),
+            # Funnels read a range of people's events from it in the order their window
+            # passes need, from the index alone (PostgreSQL; segments/insights/funnels.py).
+            models.Index(
+                fields=["person", "-timestamp", "-id"],
+                include=["app", "name"],
+                name="event_person_recent",
+            ),
             models.Index(fields=["app", "name", "timestamp"], name="event_app_name_ts"),
             models.Index(fields=["app", "received_at"], name="event_app_received"),
         ]

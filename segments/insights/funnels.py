@@ -37,8 +37,11 @@ Both statements give the same answers (tests/segments/test_insights_funnels_pg.p
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 from functools import partial, reduce
 from typing import Any
 
@@ -51,6 +54,7 @@ from segments.conditions.sql import event_filters_q
 from segments.insights.budget import insight_budget
 from segments.insights.cohorts import Cohorts, segment_cohorts
 from segments.insights.definitions import DateRange, EventFilter, FunnelDefinition
+from segments.insights.parallel import PersonRange, person_ranges, run_parts, serial_part
 from segments.models import Event
 
 
@@ -86,11 +90,15 @@ def _base_events_sql(
     window: timedelta,
     date_range: DateRange | None,
     now: datetime,
+    people: PersonRange | None = None,
 ) -> tuple[str, list[Any]]:
-    """The App's events matching any step, with one 0/1 column per step (`s0`, `s1`, …)."""
+    """The App's events matching any step, with one 0/1 column per step (`s0`, `s1`, …);
+    with `people`, only the events of that range of person ids."""
     qs = [_step_q(step, now) for step in steps]
     first = qs[0]
     events = Event.objects.filter(app_id=app_id).filter(reduce(lambda a, b: a | b, qs))
+    if people is not None:
+        events = events.filter(people.q("person_id"))
     if date_range is not None:
         events = events.filter(
             timestamp__gte=date_range.start, timestamp__lt=date_range.end + window
@@ -115,6 +123,7 @@ def _funnel_sql_pg(
     date_range: DateRange | None,
     cohorts: Cohorts | None,
     now: datetime,
+    people: PersonRange | None = None,
 ) -> tuple[str, list[Any]]:
     """PostgreSQL: the chains are carried backwards through the events in one sort order.
 
@@ -132,12 +141,16 @@ def _funnel_sql_pg(
     """
     n = len(steps)
     base_sql, params = _base_events_sql(
-        app_id=app_id, steps=steps, window=window, date_range=date_range, now=now
+        app_id=app_id, steps=steps, window=window, date_range=date_range, now=now, people=people
     )
     ctes: list[str] = []
     all_params: list[Any] = []
     if cohorts is not None:
         cohort_sql, cohort_params = cohorts.sql()
+        if people is not None:
+            in_range, range_params = people.sql("c.person_id")
+            cohort_sql = f"SELECT * FROM ({cohort_sql}) c WHERE {in_range}"
+            cohort_params = [*cohort_params, *range_params]
         ctes.append(f"cohort AS ({cohort_sql})")
         all_params += cohort_params
     only_cohort = " WHERE b.person_id IN (SELECT person_id FROM cohort)" if cohorts else ""
@@ -233,31 +246,39 @@ def _funnel_sql_pg(
         f"GROUP BY {labelled}person_id) p)"
     )
     # One grouped pass over `best` gives every figure (so `best` is read once, not kept for
-    # several scans); a lateral VALUES turns each group's row into (kind, label, k, value) rows
-    # (none for a zero count or a median of nobody, as a GROUP BY per figure would give).
+    # several scans); a lateral VALUES turns each group's row into (kind, label, k, value,
+    # values) rows (none for a zero count or a median of nobody, as a GROUP BY per figure
+    # would give).
     figures = [f"COUNT(*) FILTER (WHERE depth = {d}) AS d{d}" for d in range(1, n + 1)]
-    # Exact: µs differences (at most 90 days) and their halves are exact in a double.
-    figures += [
-        f"percentile_cont(0.5) WITHIN GROUP (ORDER BY (t{k} - t{k - 1})::float8) "
-        f"FILTER (WHERE depth > {k}) AS m{k}"
-        for k in range(1, n)
-    ]
-    rows = [f"('reached', {d}, NULLIF(d{d}, 0)::numeric)" for d in range(1, n + 1)]
-    rows += [f"('median', {k}, m{k}::numeric / 1000)" for k in range(1, n)]
+    rows = [f"('reached', {d}, NULLIF(d{d}, 0)::numeric, NULL::bigint[])" for d in range(1, n + 1)]
+    if people is None:
+        # Exact: µs differences (at most 90 days) and their halves are exact in a double.
+        figures += [
+            f"percentile_cont(0.5) WITHIN GROUP (ORDER BY (t{k} - t{k - 1})::float8) "
+            f"FILTER (WHERE depth > {k}) AS m{k}"
+            for k in range(1, n)
+        ]
+        rows += [f"('median', {k}, m{k}::numeric / 1000, NULL::bigint[])" for k in range(1, n)]
+    else:
+        # One range of people: their times between steps (µs), for the medians of all ranges.
+        figures += [
+            f"array_agg(t{k} - t{k - 1}) FILTER (WHERE depth > {k}) AS m{k}" for k in range(1, n)
+        ]
+        rows += [f"('times', {k}, NULL::numeric, m{k})" for k in range(1, n)]
     selects = [
-        "SELECT v.kind, g.label, v.k, v.value FROM "
+        "SELECT v.kind, g.label, v.k, v.value, v.times FROM "
         + (
             f"(SELECT label, {', '.join(figures)} FROM best GROUP BY label) g "
             if labelled
             # One row even for no attempt: its zero counts and null medians are left out below.
             else f"(SELECT {label} AS label, {', '.join(figures)} FROM best) g "
         )
-        + f"CROSS JOIN LATERAL (VALUES {', '.join(rows)}) v(kind, k, value) "
-        "WHERE v.value IS NOT NULL"
+        + f"CROSS JOIN LATERAL (VALUES {', '.join(rows)}) v(kind, k, value, times) "
+        "WHERE v.value IS NOT NULL OR v.times IS NOT NULL"
     ]
     if cohorts is not None:
         selects.append(
-            "SELECT 'members', label, 0, COUNT(DISTINCT person_id) FROM cohort GROUP BY label"
+            "SELECT 'members', label, 0, COUNT(DISTINCT person_id), NULL FROM cohort GROUP BY label"
         )
     sql = "WITH " + ", ".join(ctes) + " " + " UNION ALL ".join(selects)
     return sql, all_params
@@ -393,36 +414,72 @@ def funnel_groups(
 ) -> list[FunnelGroup]:
     """The funnel per group: one group "all" without cohorts, else one per cohort label.
 
-    Read-only; one statement inside the insight time budget (QueryTooExpensive past it).
+    Read-only; one statement inside the insight time budget (QueryTooExpensive past it), or
+    on PostgreSQL over many events one per range of people at once, each inside the budget
+    (`segments.insights.parallel`).
     """
     now = now or timezone.now()
-    build = _funnel_sql_pg if connection.vendor == "postgresql" else _funnel_sql
-    sql, params = build(
-        app_id=app_id,
-        steps=steps,
-        window=window,
-        date_range=date_range,
-        cohorts=cohorts,
-        now=now,
-    )
-    with insight_budget(ms=budget_ms), connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        rows = cursor.fetchall()
+    ranges = None
+    if connection.vendor == "postgresql":
+        ranges = person_ranges(
+            app_id=app_id,
+            start=date_range.start if date_range else None,
+            end=date_range.end + window if date_range else None,
+        )
+    if ranges is None:
+        build = _funnel_sql_pg if connection.vendor == "postgresql" else _funnel_sql
+        sql, params = build(
+            app_id=app_id,
+            steps=steps,
+            window=window,
+            date_range=date_range,
+            cohorts=cohorts,
+            now=now,
+        )
+        with insight_budget(ms=budget_ms):
+            rows = _fetch(sql, params)
+    else:
+        statements = [
+            _funnel_sql_pg(
+                app_id=app_id,
+                steps=steps,
+                window=window,
+                date_range=date_range,
+                cohorts=cohorts,
+                now=now,
+                people=people,
+            )
+            for people in ranges
+        ]
+
+        @contextmanager
+        def budget() -> Iterator[None]:
+            with insight_budget(ms=budget_ms), serial_part():
+                yield
+
+        jobs = [partial(_fetch, sql, params) for sql, params in statements]
+        parts = run_parts(jobs, budget=budget)
+        rows = [row for part in parts for row in part]
     n = len(steps)
     labels = cohorts.labels if cohorts is not None else ("all",)
     by_depth: dict[str, list[int]] = {label: [0] * (n + 1) for label in labels}
     medians: dict[str, list[float | None]] = {label: [None] * n for label in labels}
+    times: dict[tuple[str, int], list[int]] = {}
     members: dict[str, int] = {}
-    for kind, label, k, value in rows:
+    for kind, label, k, value, *rest in rows:
         if label not in by_depth:
             by_depth[label] = [0] * (n + 1)
             medians[label] = [None] * n
         if kind == "reached":
-            by_depth[label][int(k)] = int(value)
+            by_depth[label][int(k)] += int(value)
         elif kind == "median":
             medians[label][int(k)] = float(value) / 1000
+        elif kind == "times":
+            times.setdefault((label, int(k)), []).extend(rest[0])
         else:
-            members[label] = int(value)
+            members[label] = members.get(label, 0) + int(value)
+    for (label, k), values in times.items():
+        medians[label][k] = _median_seconds(values)
     groups = []
     for label, depths in by_depth.items():
         reached = tuple(sum(depths[d] for d in range(k + 1, n + 1)) for k in range(n))
@@ -435,6 +492,24 @@ def funnel_groups(
             )
         )
     return groups
+
+
+def _fetch(sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return list(cursor.fetchall())
+
+
+def _median_seconds(values: list[int]) -> float:
+    """The median of µs differences in seconds, exactly as the statement's percentile_cont
+    gives it (the mean of the middle two for an even count; µs / 1000 as a decimal, then /1000)."""
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    if len(ordered) % 2:
+        median = Decimal(ordered[middle])
+    else:
+        median = (Decimal(ordered[middle - 1]) + Decimal(ordered[middle])) / 2
+    return float(median / 1000) / 1000
 
 
 def funnel_steps_dict(steps: tuple[EventFilter, ...], group: FunnelGroup) -> list[dict[str, Any]]:
