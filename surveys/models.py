@@ -149,8 +149,8 @@ class Answer(models.Model):
         indexes = [
             # No index names a sentiment column: writing a score then changes no indexed
             # column, so on PostgreSQL it is a HOT update (the new row version on the same
-            # page, no new index entry) wherever the page has room (the pages are filled:
-            # free space on each would slow every scan of a survey's answers, migration 0007).
+            # page, no new index entry) wherever the page has room (20% of each page is kept
+            # free for them, migration 0009).
             # Answers waiting for a score are listed in `SentimentPending` instead.
             models.Index(fields=["survey", "created_at"], name="answer_survey_created"),
             # A summary filtered by a segment reads each member's answer rows from this index

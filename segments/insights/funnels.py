@@ -19,7 +19,10 @@ id); n-1 window passes over that one order then carry each step's chain backward
 grouped pass picks each person's best attempt, and no row is joined to another. Step-1 events
 that match no later step (most rows of a funnel that starts at a page view) skip all passes
 but the last: they are read and sorted on their own and merged back in order for it. With
-cohorts, attempts are joined to the cohort rows before that pick.
+cohorts, attempts are joined to the cohort rows before that pick. Over many events the same
+statement runs once per range of people, all at once on their own connections, each reading
+its people's events in person order from an index (`segments.insights.parallel`); their
+counts add up and the medians are taken over all their times (`_median_seconds`).
 
 How elsewhere (SQLite; `_funnel_sql`): the matching events get a global row number `g`
 ordered by (person, timestamp, id), counted from the end; one window pass gives, for every row
