@@ -429,31 +429,21 @@ def funnel_groups(
             start=date_range.start if date_range else None,
             end=date_range.end + window if date_range else None,
         )
+    definition: dict[str, Any] = {
+        "app_id": app_id,
+        "steps": steps,
+        "window": window,
+        "date_range": date_range,
+        "cohorts": cohorts,
+        "now": now,
+    }
     if ranges is None:
         build = _funnel_sql_pg if connection.vendor == "postgresql" else _funnel_sql
-        sql, params = build(
-            app_id=app_id,
-            steps=steps,
-            window=window,
-            date_range=date_range,
-            cohorts=cohorts,
-            now=now,
-        )
+        sql, params = build(**definition)
         with insight_budget(ms=budget_ms):
             rows = _fetch(sql, params)
     else:
-        statements = [
-            _funnel_sql_pg(
-                app_id=app_id,
-                steps=steps,
-                window=window,
-                date_range=date_range,
-                cohorts=cohorts,
-                now=now,
-                people=people,
-            )
-            for people in ranges
-        ]
+        statements = [_funnel_sql_pg(**definition, people=people) for people in ranges]
 
         @contextmanager
         def budget() -> Iterator[None]:
