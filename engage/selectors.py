@@ -25,6 +25,8 @@ def app_cache_clear() -> None:
 
 
 def _cached(kind: str, value: str, load: Callable[[], App | None]) -> App | None:
+    if "\x00" in value:  # no App has it (PostgreSQL text cannot hold NUL): no query
+        return None
     now = time.monotonic()
     hit = _cache.get((kind, value))
     if hit is not None and hit[0] > now:
@@ -37,8 +39,6 @@ def _cached(kind: str, value: str, load: Callable[[], App | None]) -> App | None
 
 
 def app_get_by_public_key(public_key: str) -> App | None:
-    if "\x00" in public_key:  # no App has it (PostgreSQL text cannot hold NUL)
-        return None
     return _cached("pk", public_key, lambda: App.objects.filter(public_key=public_key).first())
 
 
@@ -64,8 +64,6 @@ def _app_by_secret_digest(digest: str) -> App | None:
 
 
 def app_get_by_snowplow_aid(aid: str) -> App | None:
-    if "\x00" in aid:  # no App has it (PostgreSQL text cannot hold NUL): not worth a query
-        return None
     return _cached(
         "aid",
         aid,
