@@ -26,7 +26,7 @@ def local_settings(**values: str) -> Iterator[None]:
         with connection.cursor() as cursor:
             cursor.execute("SELECT " + ", ".join("current_setting(%s)" for _ in names), names)
             before = cursor.fetchone()
-            _set(cursor, zip(names, (values[name] for name in names), strict=True))
+            _set(cursor, values.items())
         yield
         with connection.cursor() as cursor:
             _set(cursor, zip(names, before, strict=True))

@@ -485,11 +485,10 @@ def survey_summary(
     is read from the rows of that day (two more queries per cut edge, on the time index).
     A `segment` filter needs the rows themselves: two grouped queries over the segment members'
     responses and answer rows (looked up by person, `_segment_plan`), plus two to resolve the
-    segment. `source` ("auto", "tallies",
-    "rows") forces one source, for tests. Drop-off: an incomplete response dropped off at the
-    furthest question it answered. The top-level `nps` and `csat` are those of the survey's
-    first NPS and CSAT question (null without). Timeline buckets (UTC days or ISO weeks) run
-    without gaps, first to last.
+    segment. `source` ("auto", "tallies", "rows") forces one source, for tests. Drop-off: an
+    incomplete response dropped off at the furthest question it answered. The top-level `nps`
+    and `csat` are those of the survey's first NPS and CSAT question (null without). Timeline
+    buckets (UTC days or ISO weeks) run without gaps, first to last.
     """
     filters = filters or ResponseFilters()
     if interval not in INTERVALS:
